@@ -1,0 +1,98 @@
+"""The bilinear model of the paper's section 3: the reversal curse in one matrix.
+
+Every token v has a FIXED embedding u_v (Gaussian N(0, I/d), or one-hot with
+d = m). The only trainable parameter is Theta (d x d), started at 0:
+
+    logit(y | x) = u_x^T Theta u_y          p(y | x) = softmax_y(logit(y | x))
+
+Shapes: B sentences [x, y], m tokens in the vocabulary, d embedding dimension.
+
+Why the reverse weight does not move: one gradient step changes Theta by
+    dTheta = -(eta/B) sum_i u_{x_i} (u_{y_i} - E_{v~p(.|x_i)} u_v)^T
+so the effective weight W(a -> b) = u_a^T Theta u_b changes by
+    eta/B sum_i <u_a, u_{x_i}> (<u_b, u_{y_i}> - E_v <u_b, u_v>).
+For the reverse of a held-out pair (a = y, b = x) the factor <u_y, u_{x_i}> is
+~1/sqrt(d) for every training sentence (exactly 0 for one-hot), because y is
+never the FIRST token of a training sentence.
+"""
+import numpy as np
+
+from .layers import cross_entropy_backward, cross_entropy_forward
+from .model import Model
+from .backend import to_backend, to_numpy
+from .errors import UsageError
+
+
+class Bilinear(Model):
+    kind = "bilinear"
+
+    def __init__(self, vocab_size, dim=None, seed=0, dtype=np.float32, backend="numpy"):
+        """dim=None gives one-hot embeddings (d = vocab_size); else Gaussian N(0, I/dim)."""
+        if not isinstance(vocab_size, (int, np.integer)) or vocab_size < 2:
+            raise UsageError(f"bilinear: vocabulary size must be an integer >= 2, got {vocab_size!r}")
+        if dim is not None and (not isinstance(dim, (int, np.integer)) or dim < 1):
+            raise UsageError(f"bilinear: embedding dimension must be an integer >= 1 (or None for one-hot), got {dim!r}")
+        if dim is None:
+            U = np.eye(vocab_size)                                              # (m, m) one-hot
+        else:
+            U = np.random.default_rng(seed).standard_normal((vocab_size, dim)) / np.sqrt(dim)  # (m, d)
+        d = U.shape[1]
+        super().__init__({"Theta": np.zeros((d, d))}, vocab_size, dtype, backend,
+                         config=dict(vocab_size=vocab_size, dim=dim, seed=seed))
+        self.U_host = U
+        self._moved()
+
+    def _moved(self):
+        self.U = to_backend(self.xp, self.U_host, self.dtype)                 # (m, d) fixed embeddings
+
+    def forward(self, params, tokens, xp, rng=None):
+        ux = self.U[tokens[:, 0]]                                               # (B, d)
+        logits = ux @ params["Theta"] @ self.U.T                                # (B, m) u_x^T Theta u_v
+        loss, ce_cache = cross_entropy_forward(xp, logits, tokens[:, -1])
+        return loss, (ux, ce_cache)
+
+    def backward(self, cache):
+        ux, ce_cache = cache
+        dlogits = cross_entropy_backward(1.0, ce_cache)                         # (B, m) (p - onehot(y)) / B
+        # forward: logits = ux @ Theta @ U.T, so dTheta = ux.T @ (dlogits @ U)
+        return {"Theta": ux.T @ (dlogits @ self.U)}                             # (d, d)
+
+    def logits(self, tokens):
+        tokens = to_backend(self.xp, self.check_tokens(tokens))
+        return (self.U[tokens[:, 0]] @ self.params["Theta"] @ self.U.T)[:, None, :]   # (B, 1, m)
+
+    def effective_weight(self, a, b):
+        """W(a -> b) = u_a^T Theta u_b, the logit of b after a: the quantity the theory is about."""
+        return float(to_numpy(self.U[a] @ self.params["Theta"] @ self.U[b]))
+
+    # ---- every update readable -------------------------------------------------------------
+    def watch(self, pairs):
+        """Current forward and reverse effective weights of the watched pairs (x, y)."""
+        values = {}
+        for x, y in pairs:
+            values[f"W({x}->{y})"] = self.effective_weight(x, y)
+            values[f"W({y}->{x})"] = self.effective_weight(y, x)
+        return values
+
+    def trace_terms(self, tokens, pairs, lr, name=lambda row: f"[{row[0]} -> {row[-1]}]"):
+        """What one SGD step (rate lr) on `tokens` will add to each watched weight, sentence by sentence.
+
+        Term of sentence (x_i, y_i) in the change of W(a -> b):
+            -(lr/B) <u_a, u_{x_i}> <g_i, u_b>,   g_i = sum_v (p(v|x_i) - [v = y_i]) u_v
+        The terms add up exactly to the change the step makes. Largest first.
+        """
+        tokens = np.asarray(tokens)
+        U = to_numpy(self.U).astype(np.float64)                                 # (m, d)
+        logits = U[tokens[:, 0]] @ to_numpy(self.params["Theta"]).astype(np.float64) @ U.T   # (B, m)
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)                                            # (B, m) p(v | x_i)
+        p[np.arange(len(tokens)), tokens[:, -1]] -= 1
+        g = p @ U                                                               # (B, d) g_i
+        terms = {}
+        for x, y in pairs:
+            for a, b in ((x, y), (y, x)):
+                contrib = -lr / len(tokens) * (U[tokens[:, 0]] @ U[a]) * (g @ U[b])   # (B,)
+                order = np.argsort(-np.abs(contrib))
+                terms[f"W({a}->{b})"] = [(name(tokens[i]), float(contrib[i]))
+                                         for i in order if contrib[i] != 0]
+        return terms

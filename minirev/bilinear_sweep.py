@@ -1,0 +1,99 @@
+"""The bilinear model's experiment: sweep the embedding dimension, watch the curse.
+
+For each dimension d (and one-hot), train Theta by full-batch gradient descent
+on the pairs data and record the training loss, the reversal loss and the mean
+forward / reverse effective weights of the held-out pairs.
+"""
+import math
+
+import numpy as np
+
+from .backend import to_numpy
+from .bilinear import Bilinear
+from .data import pairs_data
+from .errors import UsageError
+from .optim import SGD
+from .train import Trace, Trainer
+
+ONE_HOT = None
+
+
+def _say(out, *lines):
+    if out is not None:
+        for line in lines:
+            out(line)
+
+
+def bilinear_weights(model, pairs):
+    """Mean forward W(x->y) and reverse W(y->x) over (k, 2) pairs."""
+    U = model.U
+    Theta = model.params["Theta"]
+    fwd = ((U[pairs[:, 0]] @ Theta) * U[pairs[:, 1]]).sum(1)                   # (k,) u_x^T Theta u_y
+    rev = ((U[pairs[:, 1]] @ Theta) * U[pairs[:, 0]]).sum(1)                   # (k,) u_y^T Theta u_x
+    return to_numpy(fwd), to_numpy(rev)
+
+
+def dim_label(dim):
+    return "one-hot" if dim is ONE_HOT else f"d={dim}"
+
+
+def bilinear_sweep(dims=(16, 64, 256, ONE_HOT), vocab=200, pairs=50, held_out=10, lr=20.0, steps=3000,
+                   seed=0, dtype=np.float32, backend="numpy", eval_every=None, trace_steps=0, out=print):
+    """Train the bilinear model for each embedding dimension (None = one-hot) and report the curse.
+
+    Returns a list of dicts, one per dimension: label, history (per evaluation: step,
+    train_nll, val_nll (the reversal loss), forward_weight, reverse_weight), the start
+    and end losses, eps = log(L_rev/L_rev0) / log(L/L0), and the per-pair reverse
+    weights and probabilities of the held-out pairs at the end.
+    """
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise UsageError(f"steps must be a positive integer, got {steps!r}")
+    data = pairs_data(vocab, pairs, held_out, seed)
+    held = data.groups["reversal"][:, ::-1]                                       # (k, 2) held-out (x, y)
+    eval_every = eval_every or max(1, steps // 100)
+    results = []
+    for dim in dims:
+        model = Bilinear(vocab, dim, seed=seed, dtype=dtype, backend=backend)
+        optimizer = SGD(lr)
+        trace = None
+        if trace_steps and len(held):
+            x, y = (int(t) for t in held[0])
+            _say(out, f"\n--- trace of {dim_label(dim)}: held-out pair x={x}, y={y} "
+                      f"(trained: x -> y; never trained: y -> x)")
+            trace = Trace(model, lambda: model.watch([(x, y)]),
+                          lambda batch: model.trace_terms(batch, [(x, y)], lr), steps=trace_steps, out=out)
+        trainer = Trainer(model, optimizer, data, seed=seed, eval_every=eval_every, trace=trace)
+
+        def add_weights(_, record):
+            fwd, rev = bilinear_weights(model, held)
+            record["forward_weight"], record["reverse_weight"] = float(fwd.mean()), float(rev.mean())
+
+        trainer.history.append(trainer.evaluate())
+        add_weights(None, trainer.history[0])
+        trainer.run(steps, on_eval=add_weights)
+        h = trainer.history
+        fwd, rev = bilinear_weights(model, held)
+        rev_logits = to_numpy(model.logits(data.groups["reversal"]))[:, 0, :].astype(np.float64)
+        rev_p = np.exp(rev_logits - rev_logits.max(1, keepdims=True))
+        rev_p = rev_p[np.arange(len(held)), held[:, 0]] / rev_p.sum(1)
+        L0, L, R0, R = h[0]["train_nll"], h[-1]["train_nll"], h[0]["val_nll"], h[-1]["val_nll"]
+        eps = math.log(R / R0) / math.log(L / L0) if 0 < L < L0 and R > 0 else float("nan")
+        results.append(dict(label=dim_label(dim), dim=dim, history=h, train_start=L0, train_end=L,
+                            reversal_start=R0, reversal_end=R, eps=eps, forward_weight=float(fwd.mean()),
+                            reverse_weight=float(rev.mean()), reverse_weights=rev.tolist(),
+                            reverse_probs=rev_p.tolist(), seconds=trainer.seconds))
+    return data, results
+
+
+def print_bilinear_table(results, vocab, out=print):
+    log_m = math.log(vocab)
+    _say(out, f"\n{'embedding':<10} {'training loss':>20} {'reversal loss':>20} {'W(x->y)':>9} {'W(y->x)':>9} {'eps':>8}",
+         "-" * 81)
+    for r in results:
+        _say(out, f"{r['label']:<10} {r['train_start']:>8.3f} -> {r['train_end']:<8.4f} "
+                  f"{r['reversal_start']:>8.3f} -> {r['reversal_end']:<8.3f} "
+                  f"{r['forward_weight']:>9.3f} {r['reverse_weight']:>9.3f} {r['eps']:>8.4f}")
+    _say(out, f"log m = {log_m:.3f} is the loss of a uniform guess. W are means over the held-out pairs;",
+         "eps = log(L_rev/L_rev0) / log(L/L0): near 0 means the reversal loss did not follow the training loss.")
+
+

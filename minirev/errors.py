@@ -1,0 +1,21 @@
+"""The two kinds of error minirev raises on purpose.
+
+Both carry one line that names the problem and the fix. The command line
+prints that line (no traceback) and exits with the error's ``exit_code``:
+2 for a usage error (the request itself is wrong), 1 for a runtime error
+(the request was fine, but running it failed, e.g. the loss became NaN).
+"""
+
+
+class MinirevError(Exception):
+    exit_code = 1
+
+
+class UsageError(MinirevError, ValueError):
+    """The request is wrong: a bad option, size, name or file."""
+    exit_code = 2
+
+
+class RunError(MinirevError, RuntimeError):
+    """The request was fine but running it failed (divergence, NaN, I/O)."""
+    exit_code = 1

@@ -1,0 +1,282 @@
+"""Layers as forward/backward pairs, in the style of cs231n's ``layers.py``.
+
+Every operation is a pair::
+
+    out, cache = <op>_forward(xp, inputs..., params...)
+    dinputs..., dparams... = <op>_backward(dout, cache)
+
+* ``xp`` is the array namespace (numpy, cupy, or autograd.numpy for the
+  gradient checks); see ``minirev/backend.py``.
+* Forwards are functional (no in-place writes) so autograd can trace the very
+  same code. In-place updates and scatter-adds (``xp.add.at``) live only in
+  backwards.
+* Every gradient is named ``d<name>`` and has the shape of ``<name>``.
+
+A backward returns one array when its layer has one gradient, else a tuple in
+the order its docstring gives.
+
+Shapes (picoGPT-style comments on every line that makes a tensor):
+    N = rows (examples x positions)   B = batch (sentences)   T = positions
+    C = width (channels)              H = heads               D = C // H, head dim
+    V = vocabulary size               P = max_len, rows of the positional table
+"""
+import math
+
+import numpy as np
+
+from .backend import to_backend
+
+
+# --------------------------------------------------------------------------- cross-entropy
+
+def cross_entropy_forward(xp, logits, targets):  # (N, V), (N,) int -> scalar
+    """Mean of -log softmax(logits)[target] over the N rows."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)      # (N, V) same softmax, no overflow
+    logz = xp.log(xp.exp(shifted).sum(axis=-1))                 # (N,)   log partition function
+    picked = shifted[xp.arange(len(targets)), targets]          # (N,)   logit of the right answer
+    loss = (logz - picked).mean()
+    return loss, (xp, shifted, logz, targets)
+
+
+def cross_entropy_backward(dloss, cache):  # scalar -> (N, V)
+    xp, shifted, logz, targets = cache
+    # forward: loss = mean(logz - shifted[target]);  d logz / d shifted = softmax
+    dlogits = xp.exp(shifted - logz[:, None])                   # (N, V) p(v | context)
+    dlogits[xp.arange(len(targets)), targets] -= 1              # (N, V) p - onehot(target)
+    dlogits *= dloss / len(targets)
+    return dlogits
+
+
+# --------------------------------------------------------------------------- embeddings
+
+def embedding_forward(xp, tokens, w):  # (B, T) int, (V, C) -> (B, T, C)
+    """Row lookup: the vector of each token id."""
+    out = w[tokens]                                             # (B, T, C)
+    return out, (xp, tokens, w.shape)
+
+
+def embedding_backward(dout, cache):  # (B, T, C) -> dw (V, C)
+    xp, tokens, w_shape = cache
+    # forward: out = w[tokens], so each row of dout flows back to the row it was read from.
+    # A token used twice in the batch must get both gradients: dw[tokens] += dout would
+    # keep only one of them, xp.add.at accumulates.
+    dw = xp.zeros(w_shape, dtype=dout.dtype)                    # (V, C)
+    xp.add.at(dw, tokens, dout)
+    return dw
+
+
+def position_embedding_forward(xp, x, wpe):  # (B, T, C), (P, C) -> (B, T, C)
+    """Learned absolute positions: add row t of the table to position t."""
+    T = x.shape[1]
+    out = x + wpe[:T]                                           # (B, T, C)
+    return out, (xp, T, wpe.shape)
+
+
+def position_embedding_backward(dout, cache):  # (B, T, C) -> dx (B, T, C), dwpe (P, C)
+    xp, T, wpe_shape = cache
+    # forward: out = x + wpe[:T], broadcast over the batch, so dwpe[:T] sums dout over B
+    dwpe = xp.zeros(wpe_shape, dtype=dout.dtype)                # (P, C) rows >= T unused
+    dwpe[:T] = dout.sum(axis=0)
+    return dout, dwpe
+
+
+def unembedding_forward(xp, x, w):  # (N, C), (V, C) -> (N, V)
+    """Tied output layer: logits are dot products with the token embeddings."""
+    out = x @ w.T                                               # (N, V)
+    return out, (xp, x, w)
+
+
+def unembedding_backward(dout, cache):  # (N, V) -> dx (N, C), dw (V, C)
+    xp, x, w = cache
+    # forward: out = x @ w.T, so dx = dout @ w and dw = dout.T @ x
+    return dout @ w, dout.T @ x                                 # (N, C), (V, C)
+
+
+# --------------------------------------------------------------------------- rotary positions
+
+def rotary_tables(T, D, dtype, xp, base=10000.0):  # -> cos (T, D), sin (T, D)
+    """cos/sin of the rotation angles, GPT-NeoX "rotate half" layout.
+
+    Channel i of the first half and channel i of the second half form a pair,
+    rotated by angle t * base**(-2i/D) at position t. Built on the host (float64)
+    and moved to the backend in the model's dtype.
+    """
+    inv_freq = base ** (-np.arange(0, D, 2) / D)                # (D/2,)
+    angles = np.outer(np.arange(T), inv_freq)                   # (T, D/2)
+    angles = np.concatenate([angles, angles], axis=-1)          # (T, D) both halves of a pair
+    return to_backend(xp, np.cos(angles), dtype), to_backend(xp, np.sin(angles), dtype)
+
+
+def _rotate_half(xp, x):  # (..., D) -> (..., D): [x1, x2] -> [-x2, x1]
+    half = x.shape[-1] // 2
+    return xp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+
+
+def rotary_forward(xp, x, cos, sin):  # (B, H, T, D), (T, D), (T, D) -> (B, H, T, D)
+    """Rotate each (x1_i, x2_i) pair of channels by its position's angle."""
+    out = x * cos + _rotate_half(xp, x) * sin                   # (B, H, T, D)
+    return out, (xp, cos, sin)
+
+
+def rotary_backward(dout, cache):  # (B, H, T, D) -> dx (B, H, T, D)
+    xp, cos, sin = cache
+    # forward: out = x * cos + R(x) * sin, with R = rotate_half a linear map whose
+    # transpose is -R ([[0, -I], [I, 0]]^T = -[[0, -I], [I, 0]]),
+    # so dx = dout * cos + R^T(dout * sin) = dout * cos - R(dout * sin)
+    return dout * cos - _rotate_half(xp, dout * sin)            # (B, H, T, D)
+
+
+# --------------------------------------------------------------------------- layer norm, linear, GELU
+
+def layernorm_forward(xp, x, g, b, eps=1e-5):  # (..., C), (C,), (C,) -> (..., C)
+    """Normalise each position's C channels to mean 0, variance 1, then scale and shift."""
+    xc = x - x.mean(axis=-1, keepdims=True)                     # (..., C) centred
+    rstd = 1.0 / xp.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)  # (..., 1)
+    xhat = xc * rstd                                            # (..., C) normalised
+    out = xhat * g + b                                          # (..., C)
+    return out, (xp, xhat, rstd, g)
+
+
+def layernorm_backward(dout, cache):  # (..., C) -> dx (..., C), dg (C,), db (C,)
+    xp, xhat, rstd, g = cache
+    C = g.shape[0]
+    # forward: out = xhat * g + b, so dg = sum(dout * xhat), db = sum(dout) over positions
+    dg = (dout * xhat).reshape(-1, C).sum(axis=0)               # (C,)
+    db = dout.reshape(-1, C).sum(axis=0)                        # (C,)
+    dxhat = dout * g                                            # (..., C)
+    # forward: xhat = (x - mean(x)) * rstd; the mean and rstd depend on x too, which
+    # removes the mean of dxhat and its component along xhat (llm.c doc/layernorm)
+    dx = rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True)
+                 - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))  # (..., C)
+    return dx, dg, db
+
+
+def linear_forward(xp, x, w, b):  # (..., I), (I, O), (O,) -> (..., O)
+    """Affine map x @ w + b with w stored (in, out), as GPT-2's Conv1D."""
+    x2 = x.reshape(-1, w.shape[0])                              # (N, I) one matmul, not B small ones
+    out = (x2 @ w + b).reshape(x.shape[:-1] + (w.shape[1],))    # (..., O)
+    return out, (xp, x2, w, x.shape)
+
+
+def linear_backward(dout, cache):  # (..., O) -> dx (..., I), dw (I, O), db (O,)
+    xp, x2, w, x_shape = cache
+    dout2 = dout.reshape(-1, w.shape[1])                        # (N, O)
+    # forward: out = x @ w + b, so dx = dout @ w.T, dw = x.T @ dout, db = sum of dout rows
+    dx = (dout2 @ w.T).reshape(x_shape)                         # (..., I)
+    return dx, x2.T @ dout2, dout2.sum(axis=0)                  # (..., I), (I, O), (O,)
+
+
+GELU_C = math.sqrt(2.0 / math.pi)  # a Python float: keeps float32 arrays float32
+
+
+def gelu_forward(xp, x):  # (...) -> (...)
+    """GPT-2's "gelu_new": 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    t = xp.tanh(GELU_C * (x + 0.044715 * x * x * x))            # (...)
+    out = 0.5 * x * (1.0 + t)                                   # (...)
+    return out, (xp, x, t)
+
+
+def gelu_backward(dout, cache):  # (...) -> dx (...)
+    xp, x, t = cache
+    # forward: out = 0.5 x (1 + t), t = tanh(u), u = c (x + 0.044715 x^3), so
+    # dout/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx = 0.5 (1 + t + x (1 - t^2) du/dx)
+    du = GELU_C * (1.0 + 3 * 0.044715 * x * x)                  # (...) du/dx
+    return dout * (0.5 * (1.0 + t + x * (1.0 - t * t) * du))    # (...)
+
+
+# --------------------------------------------------------------------------- dropout, residual
+
+def dropout_mask(rng, shape, p, xp, dtype):  # -> (shape) on the backend, or None
+    """Inverted-dropout mask drawn on the HOST from ``rng``: 0 or 1/(1-p).
+
+    None (no dropout) when rng is None (evaluation) or p == 0. Drawing always in
+    float32 makes the masks identical for float32 and float64 copies of a model.
+    """
+    if rng is None or p == 0:
+        return None
+    keep = (rng.random(shape, dtype=np.float32) >= p).astype(dtype)  # (shape) 0 or 1
+    keep *= 1.0 / (1.0 - p)                                     # kept units are scaled up
+    return to_backend(xp, keep)
+
+
+def dropout_forward(xp, x, mask):  # (...), (...) or None -> (...)
+    """Zero the dropped units; the mask already carries the 1/(1-p) scale."""
+    out = x if mask is None else x * mask                       # (...)
+    return out, (xp, mask)
+
+
+def dropout_backward(dout, cache):  # (...) -> dx (...)
+    xp, mask = cache
+    # forward: out = x * mask, so dx = dout * mask
+    return dout if mask is None else dout * mask
+
+
+def residual_forward(xp, x, fx):  # (B, T, C), (B, T, C) -> (B, T, C)
+    """The residual stream: x + f(x)."""
+    return x + fx, (xp,)
+
+
+def residual_backward(dout, cache):  # (B, T, C) -> dx, dfx (B, T, C)
+    # forward: out = x + fx, so the gradient reaches both summands unchanged
+    return dout, dout
+
+
+# --------------------------------------------------------------------------- causal self-attention
+
+def attention_forward(xp, x, w_qkv, b_qkv, w_proj, b_proj, n_head, rope=None, drop_mask=None):
+    # (B, T, C), (C, 3C), (3C,), (C, C), (C,) -> (B, T, C)
+    """Causal multi-head self-attention, GPT-2 style, all heads at once.
+
+    rope: (cos, sin) tables of shape (T, D) that rotate q and k (rotary
+    positions), or None. drop_mask: (B, H, T, T) dropout mask for the attention
+    probabilities, or None.
+    """
+    B, T, C = x.shape
+    H, D = n_head, C // n_head
+    qkv, c_qkv = linear_forward(xp, x, w_qkv, b_qkv)            # (B, T, 3C) one fused matmul
+    qkv = qkv.reshape(B, T, 3, H, D).transpose((2, 0, 3, 1, 4))   # (3, B, H, T, D)
+    q, k, v = qkv[0], qkv[1], qkv[2]                            # (B, H, T, D) each
+    c_rot = None
+    if rope is not None:
+        q, c_rot = rotary_forward(xp, q, *rope)                 # (B, H, T, D)
+        k, _ = rotary_forward(xp, k, *rope)                     # (B, H, T, D) same tables
+    att = (q @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(D))       # (B, H, T, T) query t, key s
+    causal = xp.tril(xp.ones((T, T), dtype=bool))               # (T, T) True where s <= t
+    att = xp.where(causal, att, -1e9)                           # (B, H, T, T) no peeking ahead
+    e = xp.exp(att - att.max(axis=-1, keepdims=True))           # (B, H, T, T) stable softmax
+    p = e / e.sum(axis=-1, keepdims=True)                       # (B, H, T, T) attention weights
+    pd, c_drop = dropout_forward(xp, p, drop_mask)              # (B, H, T, T)
+    y = pd @ v                                                  # (B, H, T, D) weighted values
+    y = y.transpose((0, 2, 1, 3)).reshape(B, T, C)                # (B, T, C) heads side by side
+    out, c_proj = linear_forward(xp, y, w_proj, b_proj)         # (B, T, C)
+    return out, (xp, c_qkv, c_rot, q, k, v, p, pd, c_drop, c_proj)
+
+
+def attention_backward(dout, cache):
+    # (B, T, C) -> dx (B, T, C), dw_qkv (C, 3C), db_qkv (3C,), dw_proj (C, C), db_proj (C,)
+    xp, c_qkv, c_rot, q, k, v, p, pd, c_drop, c_proj = cache
+    B, H, T, D = q.shape
+    # the layers of the forward, undone in reverse order
+    # forward: out = y @ w_proj + b_proj
+    dy, dw_proj, db_proj = linear_backward(dout, c_proj)        # (B, T, C)
+    # forward: y = y.transpose((0, 2, 1, 3)).reshape(B, T, C), so split the heads again
+    dy = dy.reshape(B, T, H, D).transpose((0, 2, 1, 3))           # (B, H, T, D)
+    # forward: y = pd @ v, so dpd = dy @ v.T and dv = pd.T @ dy
+    dpd = dy @ v.swapaxes(-1, -2)                               # (B, H, T, T)
+    dv = pd.swapaxes(-1, -2) @ dy                               # (B, H, T, D)
+    dp = dropout_backward(dpd, c_drop)                          # (B, H, T, T)
+    # forward: p = softmax(att) over the keys, so datt = p * (dp - sum_s p * dp).
+    # Masked entries have p = 0, so xp.where(causal, att, -1e9) passes them no gradient.
+    datt = p * (dp - (p * dp).sum(axis=-1, keepdims=True))      # (B, H, T, T)
+    # forward: att = (q @ k.T) / sqrt(D)
+    datt *= 1.0 / math.sqrt(D)
+    dq = datt @ k                                               # (B, H, T, D)
+    dk = datt.swapaxes(-1, -2) @ q                              # (B, H, T, D)
+    if c_rot is not None:
+        # forward: q = rotary(q), k = rotary(k) (dq, dk above are for the rotated q, k)
+        dq = rotary_backward(dq, c_rot)                         # (B, H, T, D)
+        dk = rotary_backward(dk, c_rot)                         # (B, H, T, D)
+    # forward: qkv.reshape(B, T, 3, H, D).transpose((2, 0, 3, 1, 4)); the inverse permutation
+    dqkv = xp.stack([dq, dk, dv]).transpose((1, 3, 0, 2, 4)).reshape(B, T, 3 * H * D)  # (B, T, 3C)
+    dx, dw_qkv, db_qkv = linear_backward(dqkv, c_qkv)           # (B, T, C)
+    return dx, dw_qkv, db_qkv, dw_proj, db_proj

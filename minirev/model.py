@@ -1,0 +1,88 @@
+"""What every minirev model shares: parameters, the loss interface, copies.
+
+A model is a functional ``forward(params, tokens, xp, rng) -> (loss, cache)``
+plus a hand-written ``backward(cache) -> grads``. Keeping the forward a pure
+function of ``params`` is what lets the gradient check hand the very same
+function to autograd (``minirev/gradcheck.py``).
+
+Every model scores the last ``n_target`` tokens of each sentence (the answer
+entity): the loss is the mean cross-entropy over those tokens.
+"""
+import numpy as np
+
+from .backend import get_xp, to_backend, to_numpy
+from .errors import UsageError
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+class Model:
+    kind = "model"        # the name used on the command line
+    n_target = 1          # how many final tokens of a sentence are scored
+
+    def __init__(self, host_params, vocab_size, dtype=np.float32, backend="numpy", config=None):
+        self.xp = get_xp(backend)
+        self.backend = backend
+        self.dtype = np.dtype(dtype)
+        self.vocab_size = int(vocab_size)
+        self.config = dict(config or {})
+        self.params = {k: to_backend(self.xp, v, self.dtype) for k, v in host_params.items()}
+
+    # ---- to be written by each model -------------------------------------------------
+    def forward(self, params, tokens, xp, rng=None):        # -> (loss, cache)
+        raise NotImplementedError
+
+    def backward(self, cache):                                # -> dict like params
+        raise NotImplementedError
+
+    def logits(self, tokens):                                 # (B, T) -> (B, n_target, V)
+        raise NotImplementedError
+
+    # ---- shared -----------------------------------------------------------------------
+    def describe(self):
+        sizes = ", ".join(f"{k}{tuple(v.shape)}" for k, v in self.params.items())
+        return f"{self.kind} [{self.dtype.name}, {self.backend}]: {sizes}" if len(sizes) < 70 \
+            else f"{self.kind} [{self.dtype.name}, {self.backend}]: {len(self.params)} tensors, " \
+                 f"{self.num_params():,} parameters"
+
+    def num_params(self):
+        return int(sum(v.size for v in self.params.values()))
+
+    def check_tokens(self, tokens):
+        """Token ids as a host int array, each inside the vocabulary."""
+        tokens = np.asarray(tokens)
+        if tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer):
+            raise UsageError(f"{self.kind}: tokens must be a 2-d integer array (sentences x positions), "
+                             f"got shape {tokens.shape} of {tokens.dtype}")
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
+            raise UsageError(f"{self.kind}: token id {int(tokens.max()) if tokens.max() >= self.vocab_size else int(tokens.min())} "
+                             f"is outside the vocabulary 0..{self.vocab_size - 1}; build the model with a larger vocabulary")
+        return tokens
+
+    def loss_and_grads(self, tokens, rng=None):
+        """Mean cross-entropy of the answer tokens, and its gradient for every parameter."""
+        tokens = self.check_tokens(tokens)
+        loss, cache = self.forward(self.params, to_backend(self.xp, tokens), self.xp, rng)
+        return float(loss), self.backward(cache)
+
+    def loss(self, tokens):
+        loss, _ = self.forward(self.params, to_backend(self.xp, self.check_tokens(tokens)), self.xp)
+        return float(loss)
+
+    def host_params(self):
+        return {k: to_numpy(v) for k, v in self.params.items()}
+
+    def copy(self, dtype=None, backend=None):
+        """The same model (same numbers) in another dtype or on another backend."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin.xp = get_xp(backend or self.backend)
+        twin.backend = backend or self.backend
+        twin.dtype = np.dtype(dtype or self.dtype)
+        # xp.array (not asarray) so the twin never shares memory with the original
+        twin.params = {k: twin.xp.array(to_numpy(v), dtype=twin.dtype) for k, v in self.params.items()}
+        twin._moved()
+        return twin
+
+    def _moved(self):
+        """Hook: move fixed (non-trainable) arrays after a copy to another dtype/backend."""

@@ -1,0 +1,101 @@
+"""Optimisers, written out. One interface for every model:
+
+    opt = SGD(lr=1.0)            or   AdamW(lr=0.01)
+    opt.step(params, grads)      # updates the arrays in ``params`` in place
+
+``lrs`` overrides the learning rate of single parameters by name, e.g. the
+one-layer transformer's ``SGD(lr=1.0, lrs={"Z": 0.0})`` trains Y and freezes Z.
+``state_dict()`` / ``load_state_dict()`` expose everything a resumed run needs.
+"""
+import math
+
+import numpy as np
+
+from .backend import to_backend, to_numpy
+from .errors import UsageError
+
+
+def _check_lr(name, value):
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise UsageError(f"learning rate for {name} must be a finite number >= 0, got {value!r}")
+
+
+class Optimizer:
+    def __init__(self, lr, lrs=None):
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise UsageError(f"learning rate must be a finite number > 0, got {lr!r}: try --lr 0.01")
+        for name, value in (lrs or {}).items():
+            _check_lr(name, value)
+        self.lr = float(lr)
+        self.lrs = dict(lrs or {})
+        self.t = 0                                   # number of steps taken
+
+    def lr_for(self, name):
+        return self.lrs.get(name, self.lr)
+
+    def state_dict(self):
+        return {"t": self.t}
+
+    def load_state_dict(self, state, xp=np):
+        self.t = int(state["t"])
+
+
+class SGD(Optimizer):
+    """theta <- theta - lr * grad: the update the paper's theorems are about."""
+    name = "sgd"
+
+    def step(self, params, grads):
+        self.t += 1
+        for name, p in params.items():
+            lr = self.lr_for(name)
+            if lr:
+                p -= lr * grads[name]
+
+
+class AdamW(Optimizer):
+    """Adam with bias-corrected moments and decoupled weight decay (Loshchilov & Hutter).
+
+    Defaults are the paper's: lr 0.01, betas (0.9, 0.999), eps 1e-8, weight decay 0.01
+    (PyTorch's AdamW default, which the public code ends up using).
+    """
+    name = "adamw"
+
+    def __init__(self, lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, lrs=None):
+        super().__init__(lr, lrs)
+        if not (math.isfinite(weight_decay) and weight_decay >= 0):
+            raise UsageError(f"weight decay must be a finite number >= 0, got {weight_decay!r}: try --weight-decay 0.01")
+        self.beta1, self.beta2 = betas
+        self.eps = eps
+        self.weight_decay = weight_decay
+        self.m, self.v = {}, {}                      # first and second moments, per parameter
+
+    def step(self, params, grads):
+        self.t += 1
+        c1 = 1 - self.beta1 ** self.t                # bias corrections: m and v start at 0
+        c2 = 1 - self.beta2 ** self.t
+        for name, p in params.items():
+            lr = self.lr_for(name)
+            g = grads[name]
+            if name not in self.m:
+                self.m[name] = p * 0
+                self.v[name] = p * 0
+            m, v = self.m[name], self.v[name]
+            m *= self.beta1
+            m += (1 - self.beta1) * g                # m = b1 m + (1 - b1) g
+            v *= self.beta2
+            v += (1 - self.beta2) * (g * g)          # v = b2 v + (1 - b2) g^2
+            if lr:
+                p *= 1 - lr * self.weight_decay      # decoupled decay: shrinks p, not through g
+                p -= (lr / c1) * m / ((v / c2) ** 0.5 + self.eps)
+
+    def state_dict(self):
+        state = {"t": self.t}
+        for name in self.m:
+            state[f"m.{name}"] = to_numpy(self.m[name])
+            state[f"v.{name}"] = to_numpy(self.v[name])
+        return state
+
+    def load_state_dict(self, state, xp=np):
+        self.t = int(state["t"])
+        self.m = {k[2:]: to_backend(xp, v) for k, v in state.items() if k.startswith("m.")}
+        self.v = {k[2:]: to_backend(xp, v) for k, v in state.items() if k.startswith("v.")}

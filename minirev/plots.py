@@ -1,0 +1,77 @@
+"""The figures, drawn with matplotlib (no screen needed: the Agg backend)."""
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_bilinear(results, log_m, path):
+    """Left: training and reversal loss per embedding dimension. Right: forward vs reverse weight."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(results)))
+    for r, c in zip(results, colors):
+        steps = [h["step"] for h in r["history"]]
+        ax1.plot(steps, [h["train_nll"] for h in r["history"]], color=c, label=f"{r['label']}: training")
+        ax1.plot(steps, [h["val_nll"] for h in r["history"]], color=c, ls="--", label=f"{r['label']}: reversal")
+        ax2.plot(steps, [h["forward_weight"] for h in r["history"]], color=c, label=f"{r['label']}: W(x->y)")
+        ax2.plot(steps, [h["reverse_weight"] for h in r["history"]], color=c, ls="--", label=f"{r['label']}: W(y->x)")
+    ax1.axhline(log_m, color="gray", lw=1, ls=":", label=f"log m = {log_m:.2f} (uniform guess)")
+    ax1.set(xlabel="gradient step", ylabel="cross-entropy (nats)", yscale="log",
+            title="Bilinear model: training loss falls, reversal loss does not")
+    ax2.axhline(0, color="gray", lw=1, ls=":")
+    ax2.set(xlabel="gradient step", ylabel="effective weight u_a^T Theta u_b",
+            title="Held-out pairs: forward weight grows, reverse stays ~0")
+    ax1.legend(fontsize=7, ncol=2)
+    ax2.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def plot_nll_curves(histories, log_vocab, path, title, val_label="validation (unseen direction)"):
+    """Training and validation NLL over epochs; mean and min-max band when several seeds ran."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    n = min(len(h) for h in histories)
+    epochs = [r["epoch"] for r in histories[0][:n]]
+    for key, label, color in (("train_nll", "training", "C0"), ("val_nll", val_label, "C3")):
+        values = np.array([[r[key] for r in h[:n]] for h in histories])          # (seeds, evals)
+        ax.plot(epochs, values.mean(0), color=color,
+                label=label + (f" (mean of {len(histories)} seeds)" if len(histories) > 1 else ""))
+        if len(histories) > 1:
+            ax.fill_between(epochs, values.min(0), values.max(0), color=color, alpha=0.2)
+    ax.axhline(log_vocab, color="gray", ls="--", lw=1, label=f"log |V| = {log_vocab:.2f} (uniform guess)")
+    ax.set(xlabel="epoch", ylabel="negative log-likelihood (nats)", title=title)
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_heatmaps(matrices, path, title, ncols=2):
+    """One heatmap per group: matrices is {subtitle: (n, n) array}; rows = given, columns = answer."""
+    n = len(matrices)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.8 * nrows), squeeze=False)
+    for ax, (name, m) in zip(axes.flat, matrices.items()):
+        im = ax.imshow(m, cmap="viridis", aspect="auto")
+        ax.set(title=name, xlabel="answer entity j", ylabel="given entity i")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_similarity(sim, path, title):
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    im = ax.imshow(sim, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set(title=title, xlabel="token", ylabel="token")
+    fig.colorbar(im, ax=ax)
+    return _save(fig, path)

@@ -1,0 +1,110 @@
+"""The bilinear model of section 3: its gradient, and the reversal curse in one matrix."""
+import math
+
+import numpy as np
+import pytest
+
+from minirev.bilinear import Bilinear
+from minirev.bilinear_sweep import bilinear_sweep
+from minirev.data import pairs_data
+from minirev.errors import UsageError
+from minirev.gradcheck import check_model
+from minirev.optim import SGD
+
+pytestmark = pytest.mark.bilinear
+
+
+def random_theta_model(dim, vocab=30, seed=0):
+    model = Bilinear(vocab, dim, seed=seed, dtype=np.float64)
+    model.params["Theta"] = np.random.default_rng(seed + 1).standard_normal(model.params["Theta"].shape)
+    return model
+
+
+@pytest.mark.parametrize("dim", [8, None], ids=["gaussian", "one-hot"])
+def test_hand_gradient_of_theta_matches_autograd(dim):
+    tokens = np.random.default_rng(2).integers(0, 30, (25, 2))
+    ok, rows = check_model(random_theta_model(dim), tokens, out=None)
+    assert ok and rows[0]["rel_error"] < 1e-8, f"dTheta disagrees with autograd: {rows}"
+
+
+@pytest.mark.parametrize("mistake", ["transposed", "factor 2", "wrong sign"])
+def test_gradient_check_catches_a_wrong_gradient(mistake, monkeypatch):
+    model = random_theta_model(8)
+    right = Bilinear.backward
+    wrong = {"transposed": lambda g: g.T, "factor 2": lambda g: 2 * g, "wrong sign": lambda g: -g}[mistake]
+    monkeypatch.setattr(Bilinear, "backward", lambda self, cache: {"Theta": wrong(right(self, cache)["Theta"])})
+    ok, rows = check_model(model, np.random.default_rng(2).integers(0, 30, (25, 2)), out=None)
+    assert not ok and rows[0]["rel_error"] > 0.1, f"a {mistake} gradient passed the check: {rows}"
+
+
+def test_effective_weight_is_the_logit():
+    model = random_theta_model(8)
+    logits = model.logits(np.array([[3, 0]]))[0, 0]
+    assert model.effective_weight(3, 7) == pytest.approx(logits[7], rel=1e-12)
+
+
+def test_trace_terms_add_up_to_the_actual_change_of_both_weights():
+    data = pairs_data(vocab=40, pairs=10, held_out=3, seed=0)
+    model = Bilinear(40, 16, seed=0, dtype=np.float64)
+    x, y = (int(t) for t in data.groups["reversal"][0][::-1])
+    opt = SGD(5.0)
+    for _ in range(3):
+        before = model.watch([(x, y)])
+        terms = model.trace_terms(data.train, [(x, y)], 5.0)
+        opt.step(model.params, model.loss_and_grads(data.train)[1])
+        after = model.watch([(x, y)])
+        for name in before:
+            assert sum(v for _, v in terms[name]) == pytest.approx(after[name] - before[name], abs=1e-12)
+    # the forward weight's largest push is the pair's own sentence
+    assert terms[f"W({x}->{y})"][0][0] == f"[{x} -> {y}]"
+
+
+def test_one_hot_reverse_weight_never_moves():
+    """One-hot: y is never the first token of a training sentence, so no term touches W(y -> x)."""
+    _, results = bilinear_sweep(dims=[None], vocab=60, pairs=12, held_out=4, lr=20.0, steps=200, out=None)
+    r = results[0]
+    assert r["train_end"] < 0.05, "the training loss should fall"
+    assert r["reverse_weights"] == [0.0] * 4, "one-hot reverse weights must stay exactly 0"
+    assert r["reverse_probs"] == [1 / 60] * 4, "held-out p(x | y) must stay exactly 1/m"
+    assert r["reversal_end"] == pytest.approx(math.log(60), abs=1e-6)
+
+
+def test_gaussian_training_loss_falls_while_reversal_loss_stays_above_log_m():
+    """PAPER.md: d=64, m=200, 50 pairs, eta 20: L -> 0.004, L_rev -> 8.8 (>= log m)."""
+    _, results = bilinear_sweep(dims=[64], steps=1500, out=None)
+    r = results[0]
+    assert r["train_end"] < 0.01, f"training loss {r['train_end']}"
+    assert r["reversal_end"] >= math.log(200), f"reversal loss {r['reversal_end']} fell below log m"
+    assert r["forward_weight"] > 5 and abs(r["reverse_weight"]) < 1
+
+
+def test_same_seed_same_numbers_bit_for_bit():
+    a = bilinear_sweep(dims=[32], steps=50, out=None)[1][0]
+    b = bilinear_sweep(dims=[32], steps=50, out=None)[1][0]
+    c = bilinear_sweep(dims=[32], steps=50, seed=1, out=None)[1][0]
+    assert a["history"] == b["history"]
+    assert a["history"] != c["history"]
+
+
+def test_nan_loss_stops_training_with_the_step():
+    from minirev.errors import RunError
+    from minirev.train import Trainer
+    data = pairs_data(vocab=40, pairs=10, held_out=3)
+    model = Bilinear(40, 8)
+    model.params["Theta"][0, 0] = np.nan            # a broken parameter: the loss cannot be finite
+    with pytest.raises(RunError, match=r"became nan at step 1 .*lower the learning rate"):
+        Trainer(model, SGD(1.0), data).run(5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(dims=[0]), "dimension must be an integer >= 1"),
+    (dict(held_out=60), "held-out pairs must be between 0 and the number of pairs"),
+    (dict(vocab=50), "too small for 50 pairs"),
+    (dict(lr=-1.0), "learning rate must be a finite number > 0"),
+    (dict(lr=float("nan")), "learning rate must be a finite number > 0"),
+    (dict(backend="tpu"), "unknown backend 'tpu'"),
+])
+def test_bad_input_gets_a_one_line_error(kwargs, message):
+    with pytest.raises(UsageError, match=message) as info:
+        bilinear_sweep(**{**dict(dims=[8], steps=2, out=None), **kwargs})
+    assert "\n" not in str(info.value)

@@ -1,0 +1,154 @@
+"""The multi-layer GPT (paper's Model 3): every gradient against autograd, the bad
+inputs it refuses, and a tiny memorisation run. Run only these with: pytest -m gpt
+"""
+import time
+
+import numpy as np
+import pytest
+
+from minirev.errors import UsageError
+from minirev.gpt import GPT
+from minirev.gradcheck import check_layer, check_model
+from minirev.optim import AdamW
+
+pytestmark = pytest.mark.gpt
+
+TOL = 1e-7
+V = 13
+
+
+def sentences(n=4, T=5, seed=1):
+    return np.random.default_rng(seed).integers(0, V, (n, T))
+
+
+def scrambled(model, seed=3):
+    """GPT-2's init (std 0.02) makes attention nearly uniform; O(1) random parameters
+    make every path (softmax, LayerNorm gains, rotations) carry a visible gradient."""
+    rng = np.random.default_rng(seed)
+    model.params = {k: rng.normal(0.0, 0.5, v.shape) + (1.0 if k.endswith(".g") else 0.0)
+                    for k, v in model.copy(dtype=np.float64).params.items()}
+    model.dtype = np.dtype(np.float64)
+    return model
+
+
+def assert_ok(result, what):
+    ok, rows = result
+    bad = [f"{r['name']} rel.err {r['rel_error']:.1e}" for r in rows if not r["ok"]]
+    assert ok, f"{what}: hand-written backward disagrees with autograd for {', '.join(bad)}"
+
+
+# ---- gradients -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("pos", ["none", "absolute", "rotary"])
+@pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["no-dropout", "dropout"])
+def test_gradients_match_autograd(pos, dropout):
+    model = scrambled(GPT(V, layers=2, width=12, heads=3 if pos != "rotary" else 2, pos=pos,
+                          max_len=6, dropout=dropout, entity_len=2, dtype=np.float64))
+    assert_ok(check_model(model, sentences(), tol=TOL), f"gpt pos={pos} dropout={dropout}")
+
+
+def test_gradients_with_one_answer_token_and_real_init():
+    model = GPT(V, layers=2, width=8, heads=2, entity_len=1, dropout=0.1, dtype=np.float64)
+    assert_ok(check_model(model, sentences(n=6, T=3), tol=TOL), "gpt entity_len=1, GPT-2 init")
+
+
+def test_backward_logits_matches_autograd():
+    model = scrambled(GPT(V, layers=2, width=8, heads=2, pos="rotary", dtype=np.float64))
+    tokens, names = sentences(), list(model.params)
+
+    def forward(xp, **params):
+        return model.forward_logits(params, tokens, xp)
+
+    def backward(dlogits, cache):
+        grads = model.backward_logits(dlogits, cache)
+        return tuple(grads[k] for k in names)
+
+    assert_ok(check_layer(forward, backward, dict(model.params), wrt=names, tol=TOL),
+              "gpt forward_logits/backward_logits")
+
+
+# ---- what the model computes ---------------------------------------------------------------
+
+@pytest.mark.parametrize("pos", ["none", "absolute", "rotary"])
+def test_logits_are_causal_and_consistent_with_the_loss(pos):
+    model = scrambled(GPT(V, layers=2, width=8, heads=2, pos=pos, entity_len=2))
+    tokens = sentences()
+    full, _ = model.forward_logits(model.params, tokens, np)                    # (B, T, V)
+    changed = tokens.copy()
+    changed[:, -1] = (changed[:, -1] + 1) % V
+    assert np.allclose(full[:, :-1], model.forward_logits(model.params, changed, np)[0][:, :-1]), \
+        "changing the last token must not change the logits at earlier positions"
+    assert np.allclose(model.logits(tokens), full[:, 2:4]), "logits() = the positions predicting the answer"
+    assert np.allclose(model.next_logits(tokens[:, :3]), full[:, 2]), "next_logits() = logits at the prefix's end"
+    logp = full[:, 2:4] - np.log(np.exp(full[:, 2:4]).sum(-1, keepdims=True))
+    nll = -np.take_along_axis(logp, tokens[:, 3:, None], -1).mean()
+    assert np.isclose(model.loss(tokens), nll), "the loss is the mean NLL of the last entity_len tokens"
+
+
+def test_float32_stays_float32_and_dropout_is_seeded():
+    model = GPT(V, layers=2, width=8, heads=2, dropout=0.5)
+    loss, grads = model.loss_and_grads(sentences(), rng=np.random.default_rng(0))
+    assert all(g.dtype == np.float32 for g in grads.values()), "no float64 upcasts in the backward"
+    assert loss == model.loss_and_grads(sentences(), rng=np.random.default_rng(0))[0], "same seed, same masks"
+    assert loss != model.loss_and_grads(sentences(), rng=np.random.default_rng(1))[0]
+    assert model.loss(sentences()) == model.loss(sentences()), "no rng: evaluation, no dropout"
+
+
+def test_parameters_and_init_follow_gpt2():
+    model = GPT(802, layers=2, width=64, heads=4, seed=1)
+    p = model.host_params()
+    assert list(p)[:3] == ["wte", "wpe", "h0.ln1.g"] and list(p)[-2:] == ["lnf.g", "lnf.b"]
+    assert p["h1.attn.w_qkv"].shape == (64, 192) and p["h1.mlp.w_proj"].shape == (256, 64)
+    assert "lm_head" not in " ".join(p), "the output layer is tied to wte"
+    assert abs(p["wte"].std() - 0.02) < 1e-3 and abs(p["h0.mlp.w_proj"].std() - 0.01) < 1e-3
+    assert np.all(p["h0.ln1.g"] == 1) and np.all(p["h0.attn.b_qkv"] == 0)
+    assert model.config == dict(vocab_size=802, layers=2, width=64, heads=4, pos="absolute",
+                                max_len=16, dropout=0.0, entity_len=1, seed=1)
+    assert "wpe" not in GPT(V, pos="rotary").params
+
+
+# ---- bad inputs ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(width=10, heads=4), "not divisible by heads"),
+    (dict(pos="learned"), "unknown pos 'learned'; choose one of none, absolute, rotary"),
+    (dict(dropout=1.0), r"dropout must be a number in \[0, 1\)"),
+    (dict(dropout=-0.1), r"dropout must be a number in \[0, 1\)"),
+    (dict(layers=0), "layers must be an integer >= 1"),
+    (dict(width=0), "width must be an integer >= 1"),
+    (dict(heads=0), "heads must be an integer >= 1"),
+    (dict(width=12, heads=4, pos="rotary"), "head dim .* must be even"),
+])
+def test_bad_settings_are_refused(kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        GPT(V, **kwargs)
+
+
+def test_bad_inputs_are_refused():
+    model = GPT(V, layers=1, width=8, heads=2, max_len=4)
+    with pytest.raises(UsageError, match="longer than the positional table.*increase max_len"):
+        model.loss(sentences(T=5))
+    with pytest.raises(UsageError, match="increase max_len"):
+        model.next_logits(sentences(T=5))
+    with pytest.raises(UsageError, match="outside the vocabulary"):
+        model.logits(np.array([[0, 1, V]]))
+    with pytest.raises(UsageError, match="outside the vocabulary"):
+        model.next_logits(np.array([[V + 5, 1]]))
+    with pytest.raises(UsageError, match="no context"):
+        model.loss(np.array([[3]]))
+    GPT(V, layers=1, width=8, heads=2, max_len=4, pos="rotary").loss(sentences(T=7))  # rotary: no table
+
+
+# ---- it learns -----------------------------------------------------------------------------
+
+def test_memorises_a_tiny_reversal_set():
+    x, y = np.arange(2, 10), np.arange(10, 18)
+    tokens = np.concatenate([np.stack([x, 0 * x, y], 1), np.stack([y, 0 * y + 1, x], 1)])  # (16, 3)
+    model, opt = GPT(18, layers=1, width=32, heads=2, seed=0), AdamW(lr=0.01)
+    start, first = time.perf_counter(), model.loss(tokens)
+    for _ in range(150):
+        loss, grads = model.loss_and_grads(tokens)
+        opt.step(model.params, grads)
+    assert first > 2.5 and model.loss(tokens) < 0.05, \
+        f"training loss went {first:.2f} -> {model.loss(tokens):.3f}, expected below 0.05"
+    assert time.perf_counter() - start < 5
