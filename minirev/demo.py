@@ -278,7 +278,7 @@ def build_parser():
                        help="positional encoding (default: %(default)s)")
         e.add_argument("--dropout", type=probability, default=0.0, help="dropout rate in training (default: 0)")
         e.add_argument("--lr", type=positive_float, default=None,
-                       help="learning rate (default: 0.01 for gpt with AdamW; 20 bilinear, 1 one-layer with SGD)")
+                       help="learning rate (default: 0.01 for gpt with AdamW; SGD with 20 for bilinear, 100 for one-layer)")
         e.add_argument("--lr-z", type=nonnegative_float, default=0.0,
                        help="one-layer model: learning rate of Z, the attention (default 0: frozen)")
         e.add_argument("--weight-decay", type=nonnegative_float, default=0.01,

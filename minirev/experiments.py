@@ -52,7 +52,7 @@ def check_json_path(path):
 # The paper's full configuration (its public code's defaults); `--paper` selects it.
 PAPER_CONFIG = dict(model="gpt", layers=24, width=768, heads=12, pos="absolute", dropout=0.1, epochs=3000,
                     lr=0.01, weight_decay=0.01, batch_size=64)
-DEFAULT_LR = {"gpt": 0.01, "bilinear": 20.0, "one-layer": 1.0}
+DEFAULT_LR = {"gpt": 0.01, "bilinear": 20.0, "one-layer": 100.0}
 
 
 def make_dataset(experiment, cfg):
