@@ -23,8 +23,8 @@ from .backend import BACKENDS, get_xp
 from .errors import MinirevError, UsageError
 
 EXPERIMENT_DEFAULTS = {   # per experiment: what runs in well under a minute on 2 cores
-    "reversal": dict(epochs=80),
-    "embeddings": dict(epochs=80),
+    "reversal": dict(epochs=100),
+    "embeddings": dict(epochs=100),
     "chain": dict(epochs=80),
     "incontext": dict(epochs=60),
 }
@@ -152,6 +152,10 @@ def cmd_experiment(args):
                          "choose --width as a multiple of --heads")
     get_xp(cfg["backend"])
     out_dir, json_path = check_out_dir(cfg["out"]), check_json_path(cfg["json"])
+    if cfg["save"]:
+        check_out_dir(cfg["save"])
+    if cfg["resume"] and not os.path.isdir(cfg["resume"]):
+        raise UsageError(f"--resume {cfg['resume']}: no such folder (start a run with --save {cfg['resume']} first)")
     if args.paper:
         print("--paper: the paper's full configuration (24 layers, width 768, 12 heads, dropout 0.1, 3000 epochs);"
               " a GPU (--backend cupy) is advised.")
@@ -294,6 +298,10 @@ def build_parser():
                        help="train N models with seeds SEED, SEED+1, ... and report mean and spread")
         e.add_argument("--trace", type=nonnegative_int, default=0, metavar="STEPS",
                        help="print the first STEPS updates of watched held-out pairs (reversal data)")
+        e.add_argument("--save", metavar="DIR", help="save a checkpoint of the run to DIR at the end (and on Ctrl-C)")
+        e.add_argument("--save-every", type=positive_int, metavar="N", help="with --save: also every N epochs")
+        e.add_argument("--resume", metavar="DIR",
+                       help="continue the run saved in DIR (same options; --epochs may grow); saves back to DIR")
         e.add_argument("--paper", action="store_true",
                        help="the paper's full configuration (24 layers, width 768, 12 heads, dropout 0.1, "
                             "3000 epochs): hours on a CPU, a GPU is advised")

@@ -15,6 +15,7 @@ from .backend import to_numpy
 from .bilinear import Bilinear
 from .errors import UsageError
 from .optim import SGD
+from .checkpoint import load_run, save_run
 from .train import Trace, Trainer
 
 
@@ -213,7 +214,9 @@ def run_experiment(experiment, cfg, out=print):
 
     Ctrl-C stops training cleanly: the results cover the epochs completed so far.
     """
-    cfg = dict(cfg)
+    cfg = dict(cfg, experiment=experiment)
+    if (cfg.get("save") or cfg.get("resume")) and cfg.get("seeds", 1) > 1:
+        raise UsageError("--save and --resume keep one run: use them with --seeds 1")
     if cfg.get("lr") is None:
         cfg["lr"] = DEFAULT_LR[cfg["model"]]
     seeds = [cfg["seed"] + i for i in range(cfg.get("seeds", 1))]
@@ -230,11 +233,22 @@ def run_experiment(experiment, cfg, out=print):
         trace = make_trace(model, dataset, optimizer, cfg["trace"], out) if cfg.get("trace") and s == seeds[0] else None
         trainer = Trainer(model, optimizer, dataset, batch_size=cfg["batch_size"], seed=s,
                           eval_every=cfg.get("eval_every", 1), trace=trace)
+        if cfg.get("resume"):
+            load_run(cfg["resume"], trainer, cfg)
+            _say(out, f"resumed from {cfg['resume']} at epoch {trainer.epoch}")
+        save_to = cfg.get("save") or cfg.get("resume")
+
+        def on_eval_and_save(trainer, record):
+            on_eval(trainer, record)
+            if save_to and cfg.get("save_every") and trainer.epoch % cfg["save_every"] == 0:
+                save_run(save_to, trainer, cfg)
         try:
-            trainer.run(cfg["epochs"], on_eval=on_eval)
+            trainer.run(cfg["epochs"], on_eval=on_eval_and_save)
         except KeyboardInterrupt:
             interrupted = True
             _say(out, f"\ninterrupted at epoch {trainer.epoch}: reporting the epochs completed so far")
+        if save_to:
+            save_run(save_to, trainer, cfg)
         seed_done(trainer.epoch)
         runs.append(dict(seed=s, model=model, dataset=dataset, trainer=trainer, trace=trace))
         if interrupted:

@@ -129,9 +129,14 @@ def rotary_backward(dout, cache):  # (B, H, T, D) -> dx (B, H, T, D)
 # --------------------------------------------------------------------------- layer norm, linear, GELU
 
 def layernorm_forward(xp, x, g, b, eps=1e-5):  # (..., C), (C,), (C,) -> (..., C)
-    """Normalise each position's C channels to mean 0, variance 1, then scale and shift."""
-    xc = x - x.mean(axis=-1, keepdims=True)                     # (..., C) centred
-    rstd = 1.0 / xp.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)  # (..., 1)
+    """Normalise each position's C channels to mean 0, variance 1, then scale and shift.
+
+    Means are written sum / C: at these sizes np.mean's Python wrapper costs more
+    than its arithmetic.
+    """
+    C = x.shape[-1]
+    xc = x - x.sum(axis=-1, keepdims=True) / C                  # (..., C) centred
+    rstd = 1.0 / xp.sqrt((xc * xc).sum(axis=-1, keepdims=True) / C + eps)  # (..., 1)
     xhat = xc * rstd                                            # (..., C) normalised
     out = xhat * g + b                                          # (..., C)
     return out, (xp, xhat, rstd, g)
@@ -146,8 +151,8 @@ def layernorm_backward(dout, cache):  # (..., C) -> dx (..., C), dg (C,), db (C,
     dxhat = dout * g                                            # (..., C)
     # forward: xhat = (x - mean(x)) * rstd; the mean and rstd depend on x too, which
     # removes the mean of dxhat and its component along xhat (llm.c doc/layernorm)
-    dx = rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True)
-                 - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))  # (..., C)
+    dx = rstd * (dxhat - dxhat.sum(axis=-1, keepdims=True) / C
+                 - xhat * (dxhat * xhat).sum(axis=-1, keepdims=True) / C)  # (..., C)
     return dx, dg, db
 
 
@@ -241,7 +246,7 @@ def attention_forward(xp, x, w_qkv, b_qkv, w_proj, b_proj, n_head, rope=None, dr
         q, c_rot = rotary_forward(xp, q, *rope)                 # (B, H, T, D)
         k, _ = rotary_forward(xp, k, *rope)                     # (B, H, T, D) same tables
     att = (q @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(D))       # (B, H, T, T) query t, key s
-    causal = xp.tril(xp.ones((T, T), dtype=bool))               # (T, T) True where s <= t
+    causal = xp.arange(T)[:, None] >= xp.arange(T)              # (T, T) True where s <= t
     att = xp.where(causal, att, -1e9)                           # (B, H, T, T) no peeking ahead
     e = xp.exp(att - att.max(axis=-1, keepdims=True))           # (B, H, T, T) stable softmax
     p = e / e.sum(axis=-1, keepdims=True)                       # (B, H, T, T) attention weights

@@ -84,5 +84,16 @@ class Model:
         twin._moved()
         return twin
 
+    def save(self, path):
+        """Write parameters and configuration to a .npz file (see minirev/checkpoint.py)."""
+        from .checkpoint import save_model
+        return save_model(self, path)
+
+    @staticmethod
+    def load(path, backend="numpy"):
+        """The model saved at `path`, of whatever kind it is, on `backend`."""
+        from .checkpoint import load_model
+        return load_model(path, backend)
+
     def _moved(self):
         """Hook: move fixed (non-trainable) arrays after a copy to another dtype/backend."""

@@ -1,0 +1,164 @@
+"""Saving and resuming, in open formats: ``.npz`` for arrays, JSON for the rest (no pickle).
+
+A model alone:  ``model.save("m.npz")`` and ``minirev.load_model("m.npz")``.
+
+A training run (``--save DIR`` / ``--resume DIR``) is a folder holding
+``state.json`` (configuration, history, epoch, step, random generator states,
+optimiser scalars, format version, and the name and SHA-256 of the arrays
+file) and ``arrays-<step>.npz`` (parameters and optimiser moments). A save
+writes the arrays under a new name, then replaces ``state.json`` atomically
+(a temporary file, then a rename): an interrupted save leaves the previous
+checkpoint intact, since ``state.json`` only ever names a complete file.
+"""
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from .backend import to_backend, to_numpy
+from .errors import UsageError
+
+FORMAT_VERSION = 1
+# what must match for a checkpoint to continue a run (the number of epochs may grow)
+RUN_KEYS = ("model", "layers", "width", "heads", "pos", "dropout", "lr", "lr_z", "weight_decay", "batch_size",
+            "vocab", "entity_len", "seed", "dtype", "experiment")
+
+
+def model_classes():
+    from .bilinear import Bilinear
+    from .gpt import GPT
+    from .one_layer import OneLayer
+    return {cls.kind: cls for cls in (Bilinear, OneLayer, GPT)}
+
+
+def _atomic_write(path, write):
+    """write(file_object) into a temporary file next to `path`, then rename it over `path`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _read_npz(path):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise UsageError(f"{path} is not a readable minirev file ({type(e).__name__}: {e}); "
+                         "it may be truncated or corrupted") from None
+
+
+# --------------------------------------------------------------------------- one model
+
+def save_model(model, path):
+    meta = dict(format=FORMAT_VERSION, kind=model.kind, config=model.config, dtype=model.dtype.name)
+    arrays = {f"param.{k}": v for k, v in model.host_params().items()}
+    arrays["meta"] = np.array(json.dumps(meta))           # a unicode string array: no pickle needed
+    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    return path
+
+
+def load_model(path, backend="numpy"):
+    """A model saved by ``save_model`` (from any backend), on `backend`."""
+    if not os.path.isfile(path):
+        raise UsageError(f"no model file at {path}")
+    arrays = _read_npz(path)
+    if "meta" not in arrays:
+        raise UsageError(f"{path} is not a minirev model file (it has no 'meta' entry)")
+    meta = json.loads(str(arrays["meta"]))
+    _check_format(meta, path)
+    classes = model_classes()
+    if meta["kind"] not in classes:
+        raise UsageError(f"{path} holds an unknown model kind {meta['kind']!r}")
+    model = classes[meta["kind"]](**meta["config"], dtype=np.dtype(meta["dtype"]), backend=backend)
+    _set_params(model, {k[6:]: v for k, v in arrays.items() if k.startswith("param.")}, path)
+    return model
+
+
+def _check_format(meta, path):
+    if meta.get("format", 0) > FORMAT_VERSION:
+        raise UsageError(f"{path} was written by a newer minirev (format {meta['format']}, this one reads "
+                         f"up to {FORMAT_VERSION}): upgrade minirev")
+
+
+def _set_params(model, params, path):
+    for name, value in model.params.items():
+        if name not in params or params[name].shape != tuple(value.shape):
+            got = params[name].shape if name in params else "nothing"
+            raise UsageError(f"{path}: parameter {name} should have shape {tuple(value.shape)}, found {got}")
+        model.params[name] = to_backend(model.xp, params[name], model.dtype)
+
+
+# --------------------------------------------------------------------------- a training run
+
+def save_run(folder, trainer, config):
+    os.makedirs(folder, exist_ok=True)
+    model, opt = trainer.model, trainer.optimizer
+    arrays = {f"param.{k}": v for k, v in model.host_params().items()}
+    opt_state = opt.state_dict()
+    arrays.update({f"opt.{k}": to_numpy(v) for k, v in opt_state.items() if k != "t"})
+    name = f"arrays-{trainer.step:09d}.npz"
+    digest = hashlib.sha256()
+
+    def write_arrays(f):
+        np.savez(f, **arrays)
+
+    _atomic_write(os.path.join(folder, name), write_arrays)
+    with open(os.path.join(folder, name), "rb") as f:
+        digest.update(f.read())
+    state = dict(format=FORMAT_VERSION, kind=model.kind, model_config=model.config, dtype=model.dtype.name,
+                 config={k: config.get(k) for k in RUN_KEYS}, epoch=trainer.epoch, step=trainer.step,
+                 seconds=trainer.seconds, history=trainer.history, optimizer=dict(name=opt.name, t=opt.t),
+                 rng=dict(shuffle=trainer.shuffle_rng.bit_generator.state,
+                          dropout=trainer.dropout_rng.bit_generator.state),
+                 arrays=name, sha256=digest.hexdigest())
+    _atomic_write(os.path.join(folder, "state.json"), lambda f: f.write(json.dumps(state).encode()))
+    for old in os.listdir(folder):                       # older arrays are no longer named by state.json
+        if old.startswith("arrays-") and old != name:
+            os.remove(os.path.join(folder, old))
+    return folder
+
+
+def load_run(folder, trainer, config):
+    """Restore a Trainer (model, optimiser, generators, history) saved by save_run."""
+    path = os.path.join(folder, "state.json")
+    if not os.path.isdir(folder):
+        raise UsageError(f"--resume {folder}: no such folder (start a run with --save {folder} first)")
+    if not os.path.isfile(path):
+        raise UsageError(f"--resume {folder}: no state.json inside, so it is not a minirev checkpoint folder")
+    try:
+        with open(path) as f:
+            state = json.load(f)
+    except (ValueError, UnicodeDecodeError):
+        raise UsageError(f"{path} is truncated or corrupted (not valid JSON)") from None
+    _check_format(state, path)
+    for key in RUN_KEYS:
+        if state["config"].get(key) != config.get(key):
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(f"checkpoint {folder} was made with {flag} {state['config'].get(key)}, this run "
+                             f"asks for {config.get(key)}: pass the same options or resume another folder")
+    arrays_path = os.path.join(folder, state["arrays"])
+    if not os.path.isfile(arrays_path):
+        raise UsageError(f"{arrays_path}, named by state.json, is missing")
+    with open(arrays_path, "rb") as f:
+        if hashlib.sha256(f.read()).hexdigest() != state["sha256"]:
+            raise UsageError(f"{arrays_path} is corrupted (its SHA-256 differs from the one in state.json)")
+    arrays = _read_npz(arrays_path)
+    _set_params(trainer.model, {k[6:]: v for k, v in arrays.items() if k.startswith("param.")}, arrays_path)
+    opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}
+    opt_state["t"] = state["optimizer"]["t"]
+    trainer.optimizer.load_state_dict(opt_state, trainer.model.xp)
+    trainer.shuffle_rng.bit_generator.state = state["rng"]["shuffle"]
+    trainer.dropout_rng.bit_generator.state = state["rng"]["dropout"]
+    trainer.epoch, trainer.step, trainer.seconds = state["epoch"], state["step"], state["seconds"]
+    trainer.history = state["history"]
+    return trainer
