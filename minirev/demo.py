@@ -86,6 +86,10 @@ def dims_list(text):
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is ONE line (and exit status 2)."""
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)    # --epoch is a typo, not --epochs
+        super().__init__(*args, **kwargs)
+
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 

@@ -13,7 +13,7 @@ Every operation is a pair::
 * Every gradient is named ``d<name>`` and has the shape of ``<name>``.
 
 A backward returns one array when its layer has one gradient, else a tuple in
-the order its docstring gives.
+the order named by the comment on its ``def`` line.
 
 Shapes (picoGPT-style comments on every line that makes a tensor):
     N = rows (examples x positions)   B = batch (sentences)   T = positions
