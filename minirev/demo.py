@@ -328,7 +328,10 @@ def main(argv=None):
         args.trace = 0
         print("note: --trace watches held-out reversal pairs; it applies to reversal and embeddings only")
     try:
-        return args.func(args) or 0
+        # overflow inside NumPy is not an error here: a diverging run is caught (and named) by the
+        # training loop's finite-loss check, so NumPy's own warnings would only add noise
+        with np.errstate(all="ignore"):
+            return args.func(args) or 0
     except MinirevError as e:
         print(f"minirev: error: {e}", file=sys.stderr)
         return e.exit_code

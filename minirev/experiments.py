@@ -288,6 +288,11 @@ def print_report(result, runs, out=print):
         "incontext": ("worse than guessing uniformly", "the in-context reversal was not learned", "far below guessing uniformly", "no curse when the fact is in the context"),
     }[dataset.name]
     worse = val > log_v
+    if train > 0.5:
+        _say(out, "", f"training NLL {train:.2f}: the model has not learned its training sentences yet, so the "
+                      f"validation NLL ({val:.2f}) says nothing about the curse; train longer (--epochs) or "
+                      "adjust --lr.")
+        return
     what = {"reversal": "unseen direction", "chain": "direct A ~> C on validation triples",
             "incontext": "validation"}[dataset.name]
     _say(out, "", f"training NLL {train:.2f}; {what} {val:.2f}{spread}, "

@@ -93,7 +93,8 @@ class Trainer:
             if self.epoch % self.eval_every == 0 or self.epoch == epochs:
                 record = self.evaluate()
                 if not math.isfinite(record["train_nll"]):
-                    raise RunError(f"the training loss became {record['train_nll']} at epoch {self.epoch}: "
+                    raise RunError(f"the training loss became {record['train_nll']} by step {self.step} "
+                                   f"(epoch {self.epoch}): "
                                    "training diverged; lower the learning rate (--lr)")
                 self.history.append(record)
                 if on_eval is not None:

@@ -50,6 +50,7 @@ BAD = [  # (arguments, what the one-line message must mention)
     (["bilinear", "--vocab", "50"], "too small for 50 pairs"),
     (["bilinear", "--lr", "inf"], "--lr: must be a finite number > 0"),
     (["gradcheck", "--model", "foo"], "invalid choice: 'foo'"),
+    (["reversal", *TINY, "--lr", "1e30"], "training loss became nan"),
 ]
 
 
