@@ -1,7 +1,11 @@
 """How fast is hand-written backprop? minirev against autograd and PyTorch, one table.
 
-    python benchmarks/bench.py [--backend numpy|cupy] [--steps N] [--quick] [--skip-demo]
+    python benchmarks/bench.py [--backend numpy|cupy] [--steps N] [--quick] [--skip-demo] [--threads N]
     python benchmarks/bench.py --profile gpt-24L-w20      # where a minirev step spends its time
+
+On a shared or busy machine, use --threads 1: OpenBLAS and PyTorch's OpenMP
+threads spin-wait, and when other processes hold the cores a 2-thread matmul
+can take 100 times longer than a 1-thread one, which drowns every comparison.
 
 For each workload, the median milliseconds of one training step (forward,
 backward and optimiser update) and the peak memory, for
@@ -339,9 +343,11 @@ def main(argv=None):
     print(f"minirev backend: {args.backend}; float32 everywhere; {THREADS} BLAS/OpenMP threads for NumPy and "
           f"PyTorch alike; each cell is a fresh process; median of the timed steps after "
           f"{1 if args.quick else 2} warm-up step(s)")
-    if os.getloadavg()[0] > 0.5 * THREADS:
-        print(f"WARNING: load average {os.getloadavg()[0]:.1f} on {THREADS} cores: other processes compete for the "
-              "CPU, and multithreaded BLAS slows down badly when oversubscribed (try --threads 1)")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if os.getloadavg()[0] > 0.5 * cores:
+        print(f"WARNING: load average {os.getloadavg()[0]:.1f} on {cores} cores: other processes compete for the "
+              "CPU" + (", and multithreaded BLAS slows down badly when oversubscribed (try --threads 1)"
+                       if THREADS > 1 else ""))
     t_start = time.perf_counter()
     results = {}
     for name in names:
@@ -383,7 +389,7 @@ def print_table(results, demo, args):
     print("-" * len(head))
     for name, r in results.items():
         m, a, t = r["minirev"], r["autograd"], r["torch"]
-        sa = f"{a['ms'] / m['ms']:.1f}x" if "ms" in a and "ms" in m else "-"
+        sa = f"{a['ms'] / m['ms']:.2f}x" if "ms" in a and "ms" in m else "-"
         st = f"{t['ms'] / m['ms']:.2f}x" if "ms" in t and "ms" in m else "-"
         mem = [f"{x['peak_mb']:.0f}" if "peak_mb" in x else "-" for x in (m, a, t)]
         print(f"{name:<12} {fmt_ms(m):>16} {fmt_ms(a):>9} {fmt_ms(t) if 'error' not in t else '-':>8}   "
@@ -423,7 +429,7 @@ def print_targets(results, demo):
     for name in GPT_SIZES:
         s = ratio(name, "autograd")
         if s is not None:
-            lines.append((f"{name}: minirev >= 10x faster than autograd", s >= 10, f"{s:.1f}x"))
+            lines.append((f"{name}: minirev >= 10x faster than autograd", s >= 10, f"{s:.2f}x"))
     for name, bound in (("gpt-2L-w64", 0.6), ("gpt-24L-w20", 0.6), ("gpt-6L-w256", 1.0)):
         s = ratio(name, "torch")
         if s is not None:

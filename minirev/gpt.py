@@ -78,15 +78,16 @@ class GPT(Model):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise UsageError(f"gpt: {name} must be an integer >= 1, got {value!r}")
         if width % heads:
-            raise UsageError(f"gpt: width {width} is not divisible by heads {heads}; "
-                             f"choose a width that is a multiple of {heads} (e.g. {heads * -(-width // heads)})")
+            raise UsageError(f"gpt: width {width} is not divisible by heads {heads}; choose a "
+                             f"width that is a multiple of {heads} (e.g. {heads * -(-width // heads)})")
         if pos not in POS:
             raise UsageError(f"gpt: unknown pos {pos!r}; choose one of {', '.join(POS)}")
         if pos == "rotary" and (width // heads) % 2:
             raise UsageError(f"gpt: rotary positions rotate pairs of channels, so the head dim "
                              f"width/heads = {width // heads} must be even; change width or heads")
         if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
-            raise UsageError(f"gpt: dropout must be a number in [0, 1), got {dropout!r}; e.g. 0.1, or 0 for none")
+            raise UsageError(f"gpt: dropout must be a number in [0, 1), got {dropout!r}; "
+                             "e.g. 0.1, or 0 for none")
         config = dict(vocab_size=int(vocab_size), layers=int(layers), width=int(width), heads=int(heads),
                       pos=pos, max_len=int(max_len), dropout=float(dropout),
                       entity_len=int(entity_len), seed=seed)

@@ -138,15 +138,16 @@ class Trace:
         if self.out is not None:
             self.print_record(record)
 
-    def print_record(self, record):
-        self.out(f"step {record['step']}")
+    def print_record(self, record, out=None):
+        out = out or self.out or print
+        out(f"step {record['step']}")
         for name, q in record["quantities"].items():
-            self.out(f"  {name:<16} {q['before']:+9.4f} -> {q['after']:+9.4f}   change {q['change']:+.3e}"
+            out(f"  {name:<16} {q['before']:+9.4f} -> {q['after']:+9.4f}   change {q['change']:+.3e}"
                      f"   sum of terms {q['explained']:+.3e}")
             if not q["terms"]:
-                self.out("      no term at all: nothing in this step moves it")
+                out("      no term at all: nothing in this step moves it")
             for label, value in q["terms"][:self.top]:
-                self.out(f"      {value:+.3e}  {label}")
+                out(f"      {value:+.3e}  {label}")
             rest = q["terms"][self.top:]
             if rest:
-                self.out(f"      {sum(v for _, v in rest):+.3e}  ({len(rest)} more terms, each smaller)")
+                out(f"      {sum(v for _, v in rest):+.3e}  ({len(rest)} more terms, each no larger)")

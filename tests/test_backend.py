@@ -10,6 +10,8 @@ works on the CPU and breaks on a GPU.
 
 Run only these with: pytest -m backend
 """
+import sys
+
 import numpy as np
 import pytest
 
@@ -25,7 +27,7 @@ from minirev.one_layer import OneLayer
 from minirev.optim import SGD, AdamW
 from minirev.train import Trainer
 
-from fake_xp import FakeArray, fake_cupy, is_backend_array
+from fake_xp import fake_cupy, is_backend_array
 
 pytestmark = pytest.mark.backend
 
@@ -40,8 +42,9 @@ def fake_gpu(monkeypatch):
     def get_xp(backend="numpy"):
         return fake_cupy if backend == "cupy" else real_get_xp(backend)
 
-    for module in (minirev.backend, minirev.model, minirev.demo):
-        monkeypatch.setattr(module, "get_xp", get_xp)
+    for name, module in list(sys.modules.items()):          # every minirev module that imported get_xp
+        if name.startswith("minirev") and getattr(module, "get_xp", None) is real_get_xp:
+            monkeypatch.setattr(module, "get_xp", get_xp)
     monkeypatch.setattr(fake_cupy, "transfers", 0)
     return fake_cupy
 
@@ -184,26 +187,24 @@ def test_optimizer_steps_on_the_backend_match_numpy(fake_gpu, name, make_opt):
         assert_on_device(resumed.v, "AdamW second moments after load_state_dict")
 
 
-TRAIN_SETS = {
-    "bilinear": (lambda: Bilinear(30, dim=16, seed=0), lambda: pairs_data(vocab=30, pairs=10, held_out=3), SGD(20.0)),
-    "one-layer": (lambda: OneLayer(42, seed=0), lambda: reversal_data(vocab=40), SGD(1.0, lrs={"Z": 0.5})),
+TRAIN_SETS = {   # (model, data, optimiser) as the experiments build them
+    "bilinear": (lambda: Bilinear(30, dim=16, seed=0), lambda: pairs_data(vocab=30, pairs=10, held_out=3),
+                 lambda: SGD(20.0)),
+    "one-layer": (lambda: OneLayer(42, seed=0), lambda: reversal_data(vocab=40), lambda: SGD(1.0, lrs={"Z": 0.5})),
     "gpt": (lambda: GPT(42, layers=2, width=16, heads=4, pos="absolute", max_len=5, dropout=0.1, entity_len=2),
-            lambda: reversal_data(vocab=40, entity_len=2), AdamW(lr=0.01)),
+            lambda: reversal_data(vocab=40, entity_len=2), lambda: AdamW(lr=0.01)),
 }
 
 
 @pytest.mark.parametrize("name", TRAIN_SETS)
 def test_trainer_epochs_on_the_backend_match_numpy(fake_gpu, name):
     """Two epochs of minibatch training in float32 (the default): same history, same parameters."""
-    make_model, make_data, opt = TRAIN_SETS[name]
+    make_model, make_data, make_opt = TRAIN_SETS[name]
     data = make_data()
     runs = {}
     for backend in ("numpy", "cupy"):
-        model = make_model().copy(backend=backend)
-        optimizer = type(opt)(opt.lr, lrs=opt.lrs) if isinstance(opt, SGD) else AdamW(lr=opt.lr)
-        trainer = Trainer(model, optimizer, data, batch_size=16, seed=0)
-        trainer.run(2)
-        runs[backend] = trainer
+        runs[backend] = Trainer(make_model().copy(backend=backend), make_opt(), data, batch_size=16, seed=0)
+        runs[backend].run(2)
     host, device = runs["numpy"], runs["cupy"]
     assert_on_device(device.model.params, f"{name}: parameters after training")
     for k in host.model.params:
@@ -252,11 +253,25 @@ def test_bilinear_sweep_with_trace_on_the_backend(fake_gpu):
         assert d["reverse_weights"] == pytest.approx(h["reverse_weights"], rel=1e-5, abs=1e-7)
 
 
-def test_command_line_runs_on_the_backend(fake_gpu, tmp_path, capsys):
-    code = minirev.demo.main(["reversal", "--backend", "cupy", "--vocab", "40", "--epochs", "2", "--layers", "1",
+@pytest.mark.parametrize("command", ["reversal", "chain", "embeddings", "incontext"])
+def test_command_line_runs_on_the_backend(fake_gpu, tmp_path, capsys, command):
+    vocab = "120" if command == "incontext" else "40"             # incontext needs 100 x and 10 y tokens
+    code = minirev.demo.main([command, "--backend", "cupy", "--vocab", vocab, "--epochs", "2", "--layers", "1",
                               "--width", "8", "--heads", "2", "--trace", "1", "--out", str(tmp_path)])
-    assert code == 0, f"python -m minirev.demo reversal --backend cupy failed: {capsys.readouterr().err}"
+    assert code == 0, f"python -m minirev.demo {command} --backend cupy failed: {capsys.readouterr().err}"
     assert fake_gpu.transfers > 0, "the run should have moved its data to the (stand-in) device"
+
+
+def test_a_run_saved_on_the_backend_resumes_on_the_backend(fake_gpu, tmp_path, capsys):
+    run = ["reversal", "--backend", "cupy", "--vocab", "40", "--layers", "1", "--width", "8", "--heads", "2",
+           "--out", str(tmp_path / "figs"), "--save", str(tmp_path / "run")]
+    try:
+        minirev.demo.build_parser().parse_args(run)
+    except SystemExit:
+        pytest.skip("this minirev has no --save / --resume yet")
+    assert minirev.demo.main(run + ["--epochs", "2"]) == 0, capsys.readouterr().err
+    code = minirev.demo.main(run + ["--epochs", "3", "--resume", str(tmp_path / "run")])
+    assert code == 0, f"--resume on the stand-in backend failed: {capsys.readouterr().err}"
 
 
 def test_saved_model_loads_onto_the_backend(fake_gpu, tmp_path):
@@ -271,16 +286,27 @@ def test_saved_model_loads_onto_the_backend(fake_gpu, tmp_path):
 
 # ---- the check can fail: a stray NumPy call is caught ---------------------------------------------
 
+def plant(monkeypatch, original, buggy):
+    """Put `buggy` wherever minirev refers to `original` (its own module and every `from .layers import`)."""
+    planted = 0
+    for name, module in list(sys.modules.items()):
+        if name.startswith("minirev"):
+            for attr, value in list(vars(module).items()):
+                if value is original:
+                    monkeypatch.setattr(module, attr, buggy)
+                    planted += 1
+    assert planted, f"{original.__name__} is not used by any minirev module: update this test"
+
+
 def test_a_stray_numpy_call_in_a_forward_is_caught(fake_gpu, monkeypatch):
     """Replace xp.tanh by np.tanh inside GELU: NumPy does not notice, the stand-in (and a GPU) does."""
-    import minirev.gpt
-    from minirev.layers import GELU_C
+    import minirev.layers
 
     def gelu_forward_with_np(xp, x):
-        t = np.tanh(GELU_C * (x + 0.044715 * x * x * x))          # the bug: np, not xp
+        t = np.tanh(minirev.layers.GELU_C * (x + 0.044715 * x * x * x))   # the bug: np, not xp
         return 0.5 * x * (1.0 + t), (xp, x, t)
 
-    monkeypatch.setattr(minirev.gpt, "gelu_forward", gelu_forward_with_np)
+    plant(monkeypatch, minirev.layers.gelu_forward, gelu_forward_with_np)
     host, tokens = gpt("absolute", dropout=0.0)
     host.loss_and_grads(tokens)                                     # on NumPy the bug is invisible
     with pytest.raises(TypeError, match="ufunc"):
@@ -289,12 +315,12 @@ def test_a_stray_numpy_call_in_a_forward_is_caught(fake_gpu, monkeypatch):
 
 def test_a_host_array_mixed_into_a_backward_is_caught(fake_gpu, monkeypatch):
     """A dropout mask left on the host (no to_backend) works on NumPy and fails on a GPU."""
-    import minirev.gpt
+    import minirev.layers
 
     def host_mask(rng, shape, p, xp, dtype):
         return None if rng is None or p == 0 else (rng.random(shape) >= p).astype(dtype) / (1 - p)
 
-    monkeypatch.setattr(minirev.gpt, "dropout_mask", host_mask)
+    plant(monkeypatch, minirev.layers.dropout_mask, host_mask)
     host, tokens = gpt("none", dropout=0.2)
     host.loss_and_grads(tokens, rng=np.random.default_rng(0))
     with pytest.raises(TypeError, match="mixed"):
@@ -302,12 +328,13 @@ def test_a_host_array_mixed_into_a_backward_is_caught(fake_gpu, monkeypatch):
 
 
 def test_a_stray_numpy_call_in_the_bilinear_forward_is_caught(fake_gpu, monkeypatch):
-    import minirev.bilinear
+    """Hand np instead of xp to a layer: the layer then calls np.exp on the model's arrays."""
+    from minirev.layers import cross_entropy_forward
 
     def cross_entropy_with_np(xp, logits, targets):
-        return minirev.layers.cross_entropy_forward(np, logits, targets)   # the bug: np passed for xp
+        return cross_entropy_forward(np, logits, targets)               # the bug: np passed for xp
 
-    monkeypatch.setattr(minirev.bilinear, "cross_entropy_forward", cross_entropy_with_np)
+    plant(monkeypatch, cross_entropy_forward, cross_entropy_with_np)
     host, tokens = bilinear(16)
     host.loss_and_grads(tokens)
     with pytest.raises(TypeError):

@@ -79,7 +79,8 @@ def test_logits_are_causal_and_consistent_with_the_loss(pos):
     assert np.allclose(full[:, :-1], model.forward_logits(model.params, changed, np)[0][:, :-1]), \
         "changing the last token must not change the logits at earlier positions"
     assert np.allclose(model.logits(tokens), full[:, 2:4]), "logits() = the positions predicting the answer"
-    assert np.allclose(model.next_logits(tokens[:, :3]), full[:, 2]), "next_logits() = logits at the prefix's end"
+    assert np.allclose(model.next_logits(tokens[:, :3]), full[:, 2]), \
+        "next_logits() = the logits at the prefix's end"
     logp = full[:, 2:4] - np.log(np.exp(full[:, 2:4]).sum(-1, keepdims=True))
     nll = -np.take_along_axis(logp, tokens[:, 3:, None], -1).mean()
     assert np.isclose(model.loss(tokens), nll), "the loss is the mean NLL of the last entity_len tokens"
