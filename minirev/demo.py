@@ -146,8 +146,8 @@ def cmd_experiment(args):
                               embedding_similarity, print_report, run_experiment)
     from .plots import plot_similarity
     cfg = vars_of(args)
-    if args.paper:
-        cfg.update(PAPER_CONFIG)
+    if args.paper:          # the paper's configuration; an explicit --epochs still applies
+        cfg.update({k: v for k, v in PAPER_CONFIG.items() if k != "epochs" or args.epochs is None})
     for key, value in EXPERIMENT_DEFAULTS[args.command].items():
         if cfg.get(key) is None:
             cfg[key] = value
@@ -308,7 +308,7 @@ def build_parser():
                        help="continue the run saved in DIR (same options; --epochs may grow); saves back to DIR")
         e.add_argument("--paper", action="store_true",
                        help="the paper's full configuration (24 layers, width 768, 12 heads, dropout 0.1, "
-                            "3000 epochs): hours on a CPU, a GPU is advised")
+                            "3000 epochs unless --epochs is given): hours on a CPU, a GPU is advised")
         add_common(e, f"minirev_output/{name}")
         e.set_defaults(func=cmd_experiment, seed=1234)
 

@@ -10,8 +10,6 @@ with Frobenius norms: 0 for a perfect match, 1/3 for a missing factor of 2,
 1 for a gradient of the wrong sign, and for a transposed matrix anything up to 1
 depending on how far the true gradient is from symmetric (0.2 to 0.7 in the tests).
 """
-import autograd
-import autograd.numpy as anp
 import numpy as np
 
 from .backend import to_numpy
@@ -57,6 +55,8 @@ def check_model(model, tokens, tol=DEFAULT_TOL, out=print, seed=0):
     The model is copied to float64 on NumPy first. Dropout masks (if any) are
     drawn from the same seed for both passes, so both see one network.
     """
+    import autograd                      # imported here: training never needs it
+    import autograd.numpy as anp
     m = model.copy(dtype=np.float64, backend="numpy")
     _, hand = m.loss_and_grads(tokens, rng=np.random.default_rng(seed))
 
@@ -76,6 +76,8 @@ def check_layer(forward, backward, inputs, wrt, tol=DEFAULT_TOL, out=print, seed
     ``backward(dout, cache)`` returns their gradients; other inputs (token
     ids, masks) are held fixed.
     """
+    import autograd
+    import autograd.numpy as anp
     out_np, cache = forward(np, **inputs)
     dout = np.random.default_rng(seed).standard_normal(np.shape(out_np))
     hand = backward(dout, cache)

@@ -154,12 +154,18 @@ for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul"
     if _name != "matmul":
         setattr(FakeArray, f"__i{_name}__", _i)
 
-for _name, _op in (("lt", operator.lt), ("le", operator.le), ("gt", operator.gt), ("ge", operator.ge),
-                   ("eq", operator.eq), ("ne", operator.ne)):
-    setattr(FakeArray, f"__{_name}__", (lambda op: lambda self, other: _wrap(op(self._a, _operand(other, "compare"))))(_op))
+def _compare(op):
+    return lambda self, other: _wrap(op(self._a, _operand(other, op.__name__)))
 
-for _name, _op in (("neg", operator.neg), ("pos", operator.pos), ("abs", operator.abs), ("invert", operator.invert)):
-    setattr(FakeArray, f"__{_name}__", (lambda op: lambda self: _wrap(op(self._a)))(_op))
+
+def _unary(op):
+    return lambda self: _wrap(op(self._a))
+
+
+for _name in ("lt", "le", "gt", "ge", "eq", "ne"):
+    setattr(FakeArray, f"__{_name}__", _compare(getattr(operator, _name)))
+for _name in ("neg", "pos", "abs", "invert"):
+    setattr(FakeArray, f"__{_name}__", _unary(getattr(operator, _name)))
 
 
 # ---- methods: the NumPy method, with arguments unwrapped and the result wrapped ---------------
