@@ -185,8 +185,20 @@ def gelu_backward(dout, cache):  # (...) -> dx (...)
     xp, x, t = cache
     # forward: out = 0.5 x (1 + t), t = tanh(u), u = c (x + 0.044715 x^3), so
     # dout/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx = 0.5 (1 + t + x (1 - t^2) du/dx)
-    du = GELU_C * (1.0 + 3 * 0.044715 * x * x)                  # (...) du/dx
-    return dout * (0.5 * (1.0 + t + x * (1.0 - t * t) * du))    # (...)
+    # Written with in-place operations: at this size every temporary array costs time.
+    dx = x * x                                                  # (...) x^2
+    dx *= GELU_C * 3 * 0.044715
+    dx += GELU_C                                                # du/dx = c (1 + 3 * 0.044715 x^2)
+    dx *= x                                                     # x du/dx
+    one_minus_t2 = t * t
+    one_minus_t2 *= -1.0
+    one_minus_t2 += 1.0                                         # 1 - t^2
+    dx *= one_minus_t2                                          # x (1 - t^2) du/dx
+    dx += t
+    dx += 1.0
+    dx *= 0.5                                                   # 0.5 (1 + t + x (1 - t^2) du/dx)
+    dx *= dout                                                  # (...) chain rule
+    return dx
 
 
 # --------------------------------------------------------------------------- dropout, residual

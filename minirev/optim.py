@@ -80,13 +80,21 @@ class AdamW(Optimizer):
                 self.m[name] = p * 0
                 self.v[name] = p * 0
             m, v = self.m[name], self.v[name]
+            # in-place updates where possible: each temporary array of this size costs time
             m *= self.beta1
             m += (1 - self.beta1) * g                # m = b1 m + (1 - b1) g
+            g2 = g * g
+            g2 *= 1 - self.beta2
             v *= self.beta2
-            v += (1 - self.beta2) * (g * g)          # v = b2 v + (1 - b2) g^2
+            v += g2                                  # v = b2 v + (1 - b2) g^2
             if lr:
                 p *= 1 - lr * self.weight_decay      # decoupled decay: shrinks p, not through g
-                p -= (lr / c1) * m / ((v / c2) ** 0.5 + self.eps)
+                step = v / c2                        # v_hat
+                step **= 0.5
+                step += self.eps                     # sqrt(v_hat) + eps
+                step = m / step                      # m / (sqrt(v_hat) + eps)
+                step *= lr / c1                      # lr m_hat / (sqrt(v_hat) + eps)
+                p -= step
 
     def state_dict(self):
         state = {"t": self.t}
