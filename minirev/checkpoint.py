@@ -23,7 +23,7 @@ from .errors import UsageError
 
 FORMAT_VERSION = 1
 # what must match for a checkpoint to continue a run (the number of epochs may grow)
-RUN_KEYS = ("model", "layers", "width", "heads", "pos", "dropout", "lr", "lr_z", "weight_decay", "batch_size",
+RUN_KEYS = ("model", "layers", "width", "heads", "pos", "dropout", "untied", "lr", "lr_z", "weight_decay", "batch_size",
             "vocab", "entity_len", "seed", "dtype", "experiment")
 
 

@@ -285,6 +285,8 @@ def build_parser():
         e.add_argument("--pos", choices=("absolute", "rotary", "none"), default="absolute",
                        help="positional encoding (default: %(default)s)")
         e.add_argument("--dropout", type=probability, default=0.0, help="dropout rate in training (default: 0)")
+        e.add_argument("--untied", action="store_true",
+                       help="gpt: give the output layer its own matrix instead of reusing the token embedding")
         e.add_argument("--lr", type=positive_float, default=None,
                        help="learning rate (default: 0.01 for gpt with AdamW; SGD with 20 for bilinear, 100 for one-layer)")
         e.add_argument("--lr-z", type=nonnegative_float, default=0.0,

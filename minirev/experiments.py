@@ -74,7 +74,8 @@ def make_model(cfg, dataset, seed):
         from .gpt import GPT
         return GPT(dataset.vocab_size, layers=cfg["layers"], width=cfg["width"], heads=cfg["heads"],
                    pos=cfg["pos"], max_len=dataset.train.shape[1], dropout=cfg["dropout"],
-                   entity_len=dataset.entity_len, seed=seed, dtype=dtype, backend=cfg["backend"])
+                   entity_len=dataset.entity_len, seed=seed, tied=not cfg.get("untied", False), dtype=dtype,
+                   backend=cfg["backend"])
     if dataset.entity_len != 1:
         raise UsageError(f"--model {kind} scores single-token answers: use --entity-len 1 (or --model gpt)")
     if kind == "bilinear":

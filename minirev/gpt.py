@@ -68,11 +68,16 @@ def block_backward(dx, cache, h, grads):  # (B, T, C) -> (B, T, C); fills grads[
 
 
 class GPT(Model):
-    """GPT-2 (HuggingFace) shrunk to taste: tied embeddings, pre-LN blocks, gelu_new."""
+    """GPT-2 (HuggingFace) shrunk to taste: tied embeddings, pre-LN blocks, gelu_new.
+
+    tied=False gives the output layer its own matrix "w_out" (V, C) instead of
+    reusing the token embedding "wte": an experiment on how the reverse
+    direction can leak through the shared embedding (lesson 8).
+    """
     kind = "gpt"
 
     def __init__(self, vocab_size, layers=2, width=64, heads=4, pos="absolute", max_len=16,
-                 dropout=0.0, entity_len=1, seed=0, dtype=np.float32, backend="numpy"):
+                 dropout=0.0, entity_len=1, seed=0, tied=True, dtype=np.float32, backend="numpy"):
         for name, value in (("vocab_size", vocab_size), ("layers", layers), ("width", width),
                             ("heads", heads), ("max_len", max_len), ("entity_len", entity_len)):
             if not isinstance(value, (int, np.integer)) or value < 1:
@@ -90,7 +95,7 @@ class GPT(Model):
                              "e.g. 0.1, or 0 for none")
         config = dict(vocab_size=int(vocab_size), layers=int(layers), width=int(width), heads=int(heads),
                       pos=pos, max_len=int(max_len), dropout=float(dropout),
-                      entity_len=int(entity_len), seed=seed)
+                      entity_len=int(entity_len), seed=seed, tied=bool(tied))
 
         # GPT-2's init, drawn on the host: weights N(0, 0.02), the two projections that
         # write into the residual stream N(0, 0.02 / sqrt(2 * layers)), biases 0, LN gains 1
@@ -112,9 +117,12 @@ class GPT(Model):
             p[h + "mlp.w_proj"] = rng.normal(0, proj_std, (4 * C, C))       # (4C, C)
             p[h + "mlp.b_proj"] = np.zeros(C)                               # (C,)
         p["lnf.g"], p["lnf.b"] = np.ones(C), np.zeros(C)                    # (C,)
+        if not tied:
+            p["w_out"] = rng.normal(0, std, (vocab_size, C))               # (V, C) own output layer
         super().__init__(p, vocab_size, dtype=dtype, backend=backend, config=config)
         self.n_layer, self.n_head, self.pos = int(layers), int(heads), pos
         self.max_len, self.dropout, self.n_target = int(max_len), float(dropout), int(entity_len)
+        self.out_name = "wte" if tied else "w_out"         # the matrix of the output layer
 
     # ---- the trunk: embeddings and blocks, (B, T) -> (B, T, C) ----------------------------
     def _check_length(self, T, answers=True):
@@ -154,21 +162,22 @@ class GPT(Model):
         dx = dropout_backward(dx, c_drop)
         if c_pos is not None:
             dx, grads["wpe"] = position_embedding_backward(dx, c_pos)       # (B, T, C), (P, C)
-        # wte is used twice (input lookup and tied output layer): its gradients add
-        grads["wte"] += embedding_backward(dx, c_tok)                       # (V, C)
+        # tied: wte is used twice (input lookup and output layer), so its gradients add
+        dwte = embedding_backward(dx, c_tok)                                # (V, C)
+        grads["wte"] = grads["wte"] + dwte if "wte" in grads else dwte
 
     # ---- the head: final LayerNorm and the tied output layer, (B, n, C) -> (B*n, V) -------
     def _head_forward(self, params, x, xp):
         B, n, C = x.shape
         x, c_lnf = layernorm_forward(xp, x, params["lnf.g"], params["lnf.b"])  # (B, n, C)
-        logits, c_out = unembedding_forward(xp, x.reshape(B * n, C), params["wte"])  # (B*n, V)
+        logits, c_out = unembedding_forward(xp, x.reshape(B * n, C), params[self.out_name])  # (B*n, V)
         return logits, (x.shape, c_lnf, c_out)
 
     def _head_backward(self, dlogits, cache):  # (B*n, V) -> dx (B, n, C), grads
         x_shape, c_lnf, c_out = cache
         grads = {}
         # reverse order: tied output layer, then the final LayerNorm
-        dx, grads["wte"] = unembedding_backward(dlogits, c_out)             # (B*n, C), (V, C)
+        dx, grads[self.out_name] = unembedding_backward(dlogits, c_out)     # (B*n, C), (V, C)
         dx, grads["lnf.g"], grads["lnf.b"] = layernorm_backward(dx.reshape(x_shape), c_lnf)
         return dx, grads                                                    # (B, n, C)
 

@@ -47,6 +47,12 @@ def test_gradients_match_autograd(pos, dropout):
     assert_ok(check_model(model, sentences(), tol=TOL), f"gpt pos={pos} dropout={dropout}")
 
 
+def test_gradients_of_the_untied_output_layer():
+    model = scrambled(GPT(V, layers=2, width=12, heads=3, max_len=6, entity_len=2, tied=False, dtype=np.float64))
+    assert "w_out" in model.params
+    assert_ok(check_model(model, sentences(), tol=TOL), "gpt tied=False")
+
+
 def test_gradients_with_one_answer_token_and_real_init():
     model = GPT(V, layers=2, width=8, heads=2, entity_len=1, dropout=0.1, dtype=np.float64)
     assert_ok(check_model(model, sentences(n=6, T=3), tol=TOL), "gpt entity_len=1, GPT-2 init")
@@ -104,7 +110,7 @@ def test_parameters_and_init_follow_gpt2():
     assert abs(p["wte"].std() - 0.02) < 1e-3 and abs(p["h0.mlp.w_proj"].std() - 0.01) < 1e-3
     assert np.all(p["h0.ln1.g"] == 1) and np.all(p["h0.attn.b_qkv"] == 0)
     assert model.config == dict(vocab_size=802, layers=2, width=64, heads=4, pos="absolute",
-                                max_len=16, dropout=0.0, entity_len=1, seed=1)
+                                max_len=16, dropout=0.0, entity_len=1, seed=1, tied=True)
     assert "wpe" not in GPT(V, pos="rotary").params
 
 
