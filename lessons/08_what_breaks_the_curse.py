@@ -2,7 +2,7 @@
 # # Lesson 8: what breaks the curse, and what does not
 #
 # **By the end of this lesson** you will have tested five candidate cures,
-# each against the same yardsticks (the unseen direction's NLL against
+# and one change that makes the curse worse, each against the same yardsticks (the unseen direction's NLL against
 # log|V|, and how often the right answer is the best of the group's answers):
 #
 # * **(a) the fact in the context**: the sentence itself states `x -> y`, then
@@ -16,9 +16,13 @@
 # * **(d) a bigger model, or more data**: the unseen NLL stays high.
 # * **(e) dropout**, the paper's 0.1: in this small GPT it lowers the unseen
 #   NLL by several nats. An honest surprise, and a caution.
+# * **(f) an untied output layer**: not a cure but a test of where the small
+#   GPT's partial knowledge of the unseen direction comes from. Give the
+#   output layer its own matrix, and that knowledge is gone: the curse is
+#   complete, with or without dropout. You will predict it first.
 #
-# **Time:** about 40 minutes. The code runs in about 30 s
-# (`MINIREV_FAST=1`: fewer epochs, and part (d) skipped, a few seconds).
+# **Time:** about 45 minutes. The code runs in about a minute
+# (`MINIREV_FAST=1`: fewer epochs, one seed, part (d) skipped, about 10 s).
 
 # %%
 import os
@@ -43,11 +47,12 @@ from minirev.experiments import logit_matrix, run_experiment  # noqa: E402
 OUT = out_dir("08_what_breaks_the_curse")
 EPOCHS = 60 if FAST else 100
 BILINEAR_STEPS = 300 if FAST else 1000
+SEEDS = (1234,) if FAST else (1234, 1235, 1236)                     # part (f): one model per seed
 BASE = dict(model="gpt", layers=2, width=64, heads=4, pos="absolute", dropout=0.0,
             lr=0.01, weight_decay=0.01, batch_size=64, epochs=EPOCHS, eval_every=EPOCHS,
             vocab=800, entity_len=1, seed=1234, backend="numpy", trace=0, seeds=1)
-print(f"{'fast' if FAST else 'full'} mode: GPT runs of {EPOCHS} epochs, bilinear runs of {BILINEAR_STEPS} steps; "
-      f"figures go to {OUT}")
+print(f"{'fast' if FAST else 'full'} mode: GPT runs of {EPOCHS} epochs, bilinear runs of {BILINEAR_STEPS} steps, "
+      f"{len(SEEDS)} seed(s) in part (f); figures go to {OUT}")
 
 
 def row_max_on_diagonal(model, group):
@@ -286,12 +291,17 @@ figure(path)
 # sentences, 120 unseen). Skipped in fast mode (about 15 s of training).
 
 # %%
-def gpt_row(name, cfg):
+def measure(cfg):
+    """Train one GPT on the reversal data; its yardsticks on the val unseen group."""
     res, rs = run_experiment("reversal", cfg, out=None)
     f, m, d = res["final"], rs[0]["model"], rs[0]["dataset"]
-    summary[name] = dict(train=f["train_nll"], unseen=f["val unseen nll"], log_v=f["log_vocab"],
-                         acc=f["val unseen acc"], diag=row_max_on_diagonal(m, d.groups["val unseen"]),
-                         chance=1 / len(d.groups["val unseen"]))
+    return dict(train=f["train_nll"], unseen=f["val unseen nll"], log_v=f["log_vocab"],
+                acc=f["val unseen acc"], diag=row_max_on_diagonal(m, d.groups["val unseen"]),
+                chance=1 / len(d.groups["val unseen"]))
+
+
+def gpt_row(name, cfg):
+    summary[name] = measure(cfg)
     return summary[name]
 
 
@@ -319,7 +329,7 @@ else:
 # the trained groups' near-0, above log|V| or, for the widest model, close
 # to it (read the table). Ranked among the group's answers, each does about
 # as well as the baseline: the same partial signal lesson 6 found, neither
-# gone nor growing into knowledge. The paper reports the curse from 1
+# gone nor growing into knowledge (part (f) finds where it comes from). The paper reports the curse from 1
 # layer of width 20 up to 24 layers of width 768: size is not the cure.
 #
 # ## (e) Dropout
@@ -343,18 +353,112 @@ print(f"dropout changes the unseen NLL by {drop['unseen'] - summary['baseline'][
 # of the reverse direction. This does *not* contradict the bilinear
 # theorem, whose premise (nothing in the update raises the reverse weight)
 # holds for its model; it shows that the premise can fail in a real
-# network. Lesson 6 traced a candidate route, the tied embeddings: `wte[y]`
-# learns as an output from the hidden state of `[x ->]`, so y's input vector
-# carries x, and the network can learn a general "undo" from the pairs it
-# sees both ways. Why dropout widens that route, we have not established;
-# the paper's 24-layer model, with the same dropout, reports no such effect.
+# network. Lesson 6 traced a candidate route, the tied embeddings; part (f)
+# tests it. Why dropout widens the leak, we have not established; the
+# paper's 24-layer model, with the same dropout, reports no such effect.
 # Treat it as an observation to test, not a cure: results on a 2-layer
 # model are not results on GPT-2.
+#
+# ## (f) An untied output layer
+#
+# This GPT, like GPT-2, *ties* its embeddings: one matrix `wte` (V, C) is
+# both the input lookup (token -> vector) and the output layer (logits =
+# h @ wte.T, lesson 5, section 7). `GPT(..., tied=False)` (the config key
+# `untied=True`, on the command line `--untied`) gives the output layer its
+# own matrix `w_out` (V, C); nothing else changes, and the other weights
+# start from the same numbers.
+#
+# Follow one training sentence `[x -> y]`. Its loss pulls the *output*
+# vector of y toward the hidden state h(x) that the model computes from
+# `[x ->]` (and pushes every other output vector away from it). Now the
+# unseen question `[y <- ?]` starts from y's *input* vector.
+#
+# * **Tied**: y's output vector *is* its input vector, `wte[y]`. After
+#   training, y enters `[y <-]` carrying h(x), a trace of x. And the network
+#   has a use for that trace: 70% of the pairs are trained both ways, so it
+#   also learned `[y <- x]` for them, a map from "y's vector" back to x,
+#   roughly the inverse of the map from x to y. Fed a held-out y that now
+#   carries h(x), that inverse can point back toward x.
+# * **Untied**: the push lands on `w_out[y]`. y is the answer, never an
+#   input, of `[x -> y]` (the loss reads only the last position), so
+#   nothing in its update touches `wte[y]`. The two directions share no
+#   parameter that carries the fact, which is the premise of the paper's
+#   theory for its models (lessons 2 to 4).
+#
+# **Exercise (predict before you look).** Below, four GPTs: tied and untied,
+# each without and with dropout 0.1 (the tied ones are the baseline and (e)
+# above). For each, will the right answer of an unseen sentence be the best
+# of the group's answers clearly more often than chance, say in more than
+# 5 times 1/60 of the rows (averaged over the seeds)? Write 1 for yes and
+# 0 for no, in the order of `VARIANTS`. Your answer is checked after the
+# runs.
+
+# %%
+VARIANTS = ("tied", "untied", "tied, dropout 0.1", "untied, dropout 0.1")
+
+
+def predicted_leaks():
+    # --- your code below ---
+    return [1, 0, 1, 0]  # SOLUTION
+    # --- your code above ---
+
+
+# %% [markdown]
+# The runs: one model per seed and variant, each measured like the
+# baseline. Seed 1234 of the two tied variants is the baseline and (e),
+# already trained.
+
+# %%
+UNTIED = dict(BASE, untied=True)
+per_seed = {
+    "tied": [summary["baseline"]] + [measure(dict(BASE, seed=s)) for s in SEEDS[1:]],
+    "untied": [measure(dict(UNTIED, seed=s)) for s in SEEDS],
+    "tied, dropout 0.1": [summary["(e) dropout 0.1"]] + [measure(dict(BASE, dropout=0.1, seed=s))
+                                                         for s in SEEDS[1:]],
+    "untied, dropout 0.1": [measure(dict(UNTIED, dropout=0.1, seed=s)) for s in SEEDS],
+}
+summary["(f) untied"] = per_seed["untied"][0]
+summary["(f) untied, dropout 0.1"] = per_seed["untied, dropout 0.1"][0]
+chance = summary["baseline"]["chance"]
+print(f"val unseen, seeds {', '.join(map(str, SEEDS))} (log|V| = {LOG_V:.2f}, chance of 'best of group' "
+      f"{100 * chance:.1f}%)")
+print(f"{'variant':<22} {'train NLL':>10} {'unseen NLL, per seed':>22} {'best of group, per seed':>24}")
+for name, rows in per_seed.items():
+    nlls = " ".join(f"{r['unseen']:6.2f}" for r in rows)
+    bests = " ".join(f"{100 * r['diag']:5.0f}%" for r in rows)
+    print(f"{name:<22} {max(r['train'] for r in rows):>10.4f} {nlls:>22} {bests:>24}")
+leaks = [int(np.mean([r["diag"] for r in per_seed[v]]) > 5 * chance) for v in VARIANTS]
+check("which variants leak", predicted_leaks, leaks)
+
+# %% [markdown]
+# (The train NLL column is the worst seed's: every model has learned its
+# training sentences.) Read the table against the two baselines, log|V| and
+# chance:
+#
+# * **Tied**, with or without dropout: the partial leak of lesson 6. The
+#   unseen NLL is above log|V| or near it, yet the right answer is the best
+#   of the 60 in a large fraction of the rows, many times chance.
+# * **Untied**, with or without dropout: the right answer is the best of
+#   the group about as often as chance, and the unseen NLL is far *above*
+#   the tied models'. The curse is complete. The high NLL has a plain cause:
+#   an unseen sentence's answer was never the answer of any training
+#   sentence, so its row of `w_out` has only ever been pushed *down*, after
+#   every prefix.
+# * So the route of the leak is the tied embedding, and dropout widens that
+#   route without opening another: untied, dropout leaves the unseen
+#   direction at chance.
+#
+# This is the paper's theory, seen from the other side. Its argument needs
+# that no parameter carries a fact from one direction to the other. Untie
+# the embeddings and this small GPT satisfies it, and gets the full curse;
+# tie them and the shared `wte` is such a parameter, and the curse leaks. A
+# leak is not knowledge: even tied, accuracy on the unseen direction stays
+# near 0.
 #
 # ## The summary figure
 #
 # The unseen (or held-out) NLL of every setting, next to its log|V| (for the
-# bilinear model, log m).
+# bilinear model, log m). The GPT rows are seed 1234.
 
 # %%
 names = list(summary)
@@ -394,3 +498,7 @@ for n in names:
 # * Measure with more than one yardstick. A small GPT can sit above log|V|
 #   and still rank the right answer well, and a detail such as dropout can
 #   move it a long way: check claims about mechanisms on the model you have.
+# * The small GPT's partial leak runs through its tied embeddings. Untie
+#   the output layer and no parameter carries a fact from one direction to
+#   the other: the right answer ranks first no more often than chance, as
+#   the theory says.

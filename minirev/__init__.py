@@ -7,15 +7,25 @@ The public API, used by the lessons:
     from minirev import SGD, AdamW, Trainer, Trace         # training, every update readable
     from minirev import check_model, check_layer           # gradient checks against autograd
 """
-from .bilinear import Bilinear
-from .checkpoint import load_model
-from .data import chain_data, incontext_data, pairs_data, reversal_data
-from .errors import MinirevError, RunError, UsageError
-from .gpt import GPT
-from .gradcheck import check_layer, check_model, compare_gradients
-from .one_layer import OneLayer
-from .optim import SGD, AdamW
-from .train import Trace, Trainer, evaluate
+import os
+import sys
+
+if "numpy" not in sys.modules:
+    # The models here are small: their matrix products run as fast on one BLAS thread, and a
+    # multi-threaded BLAS slows down many times over when the machine is busy with other work.
+    # So, unless you chose otherwise (or imported NumPy first), minirev asks for one thread.
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
+from .bilinear import Bilinear  # noqa: E402
+from .checkpoint import load_model  # noqa: E402
+from .data import chain_data, incontext_data, pairs_data, reversal_data  # noqa: E402
+from .errors import MinirevError, RunError, UsageError  # noqa: E402
+from .gpt import GPT  # noqa: E402
+from .gradcheck import check_layer, check_model, compare_gradients  # noqa: E402
+from .one_layer import OneLayer  # noqa: E402
+from .optim import SGD, AdamW  # noqa: E402
+from .train import Trace, Trainer, evaluate  # noqa: E402
 
 __all__ = ["Bilinear", "OneLayer", "GPT", "load_model", "chain_data", "incontext_data", "pairs_data",
            "reversal_data", "MinirevError", "RunError", "UsageError", "check_layer", "check_model",

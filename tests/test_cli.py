@@ -140,3 +140,13 @@ def test_help_documents_every_command():
         with pytest.raises(SystemExit) as info:
             demo.main([command, "--help"])
         assert info.value.code == 0
+
+
+def test_gradcheck_command_prints_one_ok_line_per_parameter(capsys):
+    assert demo.main(["gradcheck"]) == 0
+    out = capsys.readouterr().out
+    assert "all gradients match autograd" in out and "FAIL" not in out
+    for name in ("Theta", "Y ", "Z ", "wte", "h1.attn.w_qkv", "lnf.g"):
+        assert any(line.strip().startswith(name.strip()) and line.rstrip().endswith("OK")
+                   for line in out.splitlines()), f"no OK line for {name}"
+    assert demo.main(["gradcheck", "--model", "bilinear", "--tol", "1e-30"]) == 1, "an impossible bound must fail"
