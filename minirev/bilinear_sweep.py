@@ -13,15 +13,9 @@ from .bilinear import Bilinear
 from .data import pairs_data
 from .errors import UsageError
 from .optim import SGD
-from .train import Trace, Trainer
+from .train import Trace, Trainer, say
 
 ONE_HOT = None
-
-
-def _say(out, *lines):
-    if out is not None:
-        for line in lines:
-            out(line)
 
 
 def bilinear_weights(model, pairs):
@@ -58,7 +52,7 @@ def bilinear_sweep(dims=(16, 64, 256, ONE_HOT), vocab=200, pairs=50, held_out=10
         trace = None
         if trace_steps and len(held):
             x, y = (int(t) for t in held[0])
-            _say(out, f"\n--- trace of {dim_label(dim)}: held-out pair x={x}, y={y} "
+            say(out, f"\n--- trace of {dim_label(dim)}: held-out pair x={x}, y={y} "
                       f"(trained: x -> y; never trained: y -> x)")
             trace = Trace(model, lambda: model.watch([(x, y)]),
                           lambda batch: model.trace_terms(batch, [(x, y)], lr), steps=trace_steps, out=out)
@@ -87,13 +81,13 @@ def bilinear_sweep(dims=(16, 64, 256, ONE_HOT), vocab=200, pairs=50, held_out=10
 
 def print_bilinear_table(results, vocab, out=print):
     log_m = math.log(vocab)
-    _say(out, f"\n{'embedding':<10} {'training loss':>20} {'reversal loss':>20} {'W(x->y)':>9} {'W(y->x)':>9} {'eps':>8}",
+    say(out, f"\n{'embedding':<10} {'training loss':>20} {'reversal loss':>20} {'W(x->y)':>9} {'W(y->x)':>9} {'eps':>8}",
          "-" * 81)
     for r in results:
-        _say(out, f"{r['label']:<10} {r['train_start']:>8.3f} -> {r['train_end']:<8.4f} "
+        say(out, f"{r['label']:<10} {r['train_start']:>8.3f} -> {r['train_end']:<8.4f} "
                   f"{r['reversal_start']:>8.3f} -> {r['reversal_end']:<8.3f} "
                   f"{r['forward_weight']:>9.3f} {r['reverse_weight']:>9.3f} {r['eps']:>8.4f}")
-    _say(out, f"log m = {log_m:.3f} is the loss of a uniform guess. W are means over the held-out pairs;",
+    say(out, f"log m = {log_m:.3f} is the loss of a uniform guess. W are means over the held-out pairs;",
          "eps = log(L_rev/L_rev0) / log(L/L0): near 0 means the reversal loss did not follow the training loss.")
 
 

@@ -16,13 +16,7 @@ from .bilinear import Bilinear
 from .errors import UsageError
 from .optim import SGD
 from .checkpoint import load_run, save_run
-from .train import Trace, Trainer
-
-
-def _say(out, *lines):
-    if out is not None:
-        for line in lines:
-            out(line)
+from .train import Trace, Trainer, say
 
 
 def check_out_dir(path):
@@ -148,14 +142,14 @@ def make_trace(model, dataset, optimizer, steps, out=print):
             labels += [f"logit({name(seen[-1:])[1:-1]} | {name(seen[:-1])[1:-1]}) trained",
                        f"logit({name(unseen[-1:])[1:-1]} | {name(unseen[:-1])[1:-1]}) unseen"]
         watch, terms = logit_trace(model, [s for pair in pairs for s in pair], labels)
-        _say(out, "trace: watched logits, and each parameter tensor's first-order share of their change")
+        say(out, "trace: watched logits, and each parameter tensor's first-order share of their change")
         return Trace(model, watch, terms, steps=steps, out=out)
     ab = [(int(seen[0]), int(seen[-1])) for seen, _ in pairs]
     if model.kind == "bilinear":
-        _say(out, f"trace: effective weights W(a->b) of held-out pairs {ab}, with each training sentence's share")
+        say(out, f"trace: effective weights W(a->b) of held-out pairs {ab}, with each training sentence's share")
         return Trace(model, lambda: model.watch(ab),
                      lambda batch: model.trace_terms(batch, ab, optimizer.lr, name=name), steps=steps, out=out)
-    _say(out, f"trace: Y, Z entries of held-out pairs {ab}, with each training sentence's share")
+    say(out, f"trace: Y, Z entries of held-out pairs {ab}, with each training sentence's share")
     return Trace(model, lambda: model.watch(ab, 0, 1),
                  lambda batch: model.trace_terms(batch, ab, 0, 1, {"Y": optimizer.lr_for("Y"),
                                                                    "Z": optimizer.lr_for("Z")}),
@@ -229,14 +223,14 @@ def run_experiment(experiment, cfg, out=print):
         model = make_model(cfg, dataset, s)
         optimizer = make_optimizer(cfg)
         if s == seeds[0]:
-            _say(out, dataset.summary(), f"model: {model.describe()}",
+            say(out, dataset.summary(), f"model: {model.describe()}",
                  f"optimizer: {optimizer.name}, lr {cfg['lr']}, batch {cfg['batch_size']}, {cfg['epochs']} epochs")
         trace = make_trace(model, dataset, optimizer, cfg["trace"], out) if cfg.get("trace") and s == seeds[0] else None
         trainer = Trainer(model, optimizer, dataset, batch_size=cfg["batch_size"], seed=s,
                           eval_every=cfg.get("eval_every", 1), trace=trace)
         if cfg.get("resume"):
             load_run(cfg["resume"], trainer, cfg)
-            _say(out, f"resumed from {cfg['resume']} at epoch {trainer.epoch}")
+            say(out, f"resumed from {cfg['resume']} at epoch {trainer.epoch}")
         save_to = cfg.get("save") or cfg.get("resume")
 
         def on_eval_and_save(trainer, record):
@@ -247,7 +241,7 @@ def run_experiment(experiment, cfg, out=print):
             trainer.run(cfg["epochs"], on_eval=on_eval_and_save)
         except KeyboardInterrupt:
             interrupted = True
-            _say(out, f"\ninterrupted at epoch {trainer.epoch}: reporting the epochs completed so far")
+            say(out, f"\ninterrupted at epoch {trainer.epoch}: reporting the epochs completed so far")
         if save_to:
             save_run(save_to, trainer, cfg)
         seed_done(trainer.epoch)
@@ -275,12 +269,12 @@ def print_report(result, runs, out=print):
     """The table of NLL and accuracy per group, and one plain sentence about what happened."""
     final, dataset = result["final"], runs[0]["dataset"]
     n = len(runs)
-    _say(out, "", f"{'group':<22} {'sentences':>9} {'NLL':>9} {'accuracy':>9}" + ("   (mean of %d seeds)" % n if n > 1 else ""),
+    say(out, "", f"{'group':<22} {'sentences':>9} {'NLL':>9} {'accuracy':>9}" + ("   (mean of %d seeds)" % n if n > 1 else ""),
          "-" * 52)
     for name, tokens in dataset.groups.items():
-        _say(out, f"{name:<22} {len(tokens):>9} {final[name + ' nll']:>9.3f} {100 * final[name + ' acc']:>8.1f}%")
+        say(out, f"{name:<22} {len(tokens):>9} {final[name + ' nll']:>9.3f} {100 * final[name + ' acc']:>8.1f}%")
     log_v = final["log_vocab"]
-    _say(out, f"{'uniform guess, log|V|':<22} {'':>9} {log_v:>9.3f}")
+    say(out, f"{'uniform guess, log|V|':<22} {'':>9} {log_v:>9.3f}")
     train, val = final["train_nll"], final["val_nll"]
     spread = f" (+- {final['val_nll_std']:.2f} over {n} seeds)" if n > 1 else ""
     verdict = {
@@ -290,13 +284,13 @@ def print_report(result, runs, out=print):
     }[dataset.name]
     worse = val > log_v
     if train > 0.5:
-        _say(out, "", f"training NLL {train:.2f}: the model has not learned its training sentences yet, so the "
+        say(out, "", f"training NLL {train:.2f}: the model has not learned its training sentences yet, so the "
                       f"validation NLL ({val:.2f}) says nothing about the curse; train longer (--epochs) or "
                       "adjust --lr.")
         return
     what = {"reversal": "unseen direction", "chain": "direct A ~> C on validation triples",
             "incontext": "validation"}[dataset.name]
-    _say(out, "", f"training NLL {train:.2f}; {what} {val:.2f}{spread}, "
+    say(out, "", f"training NLL {train:.2f}; {what} {val:.2f}{spread}, "
                   f"{verdict[0] if worse else verdict[2]} ({log_v:.2f}): {verdict[1] if worse else verdict[3]}.")
 
 

@@ -21,6 +21,13 @@ from .backend import to_numpy
 from .errors import RunError
 
 
+def say(out, *lines):
+    """Print lines through `out` (print by default in the callers); out=None keeps quiet."""
+    if out is not None:
+        for line in lines:
+            out(line)
+
+
 def evaluate(model, tokens):
     """(mean NLL of the answer tokens, accuracy of the argmax answer) on (N, T) tokens, no dropout."""
     if len(tokens) == 0:
