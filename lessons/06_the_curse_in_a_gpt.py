@@ -166,15 +166,19 @@ unseen_ranks = answer_ranks(model, data.groups["val unseen"])
 #
 # Where could that come from? The theory of lessons 2 to 4 assumes that
 # nothing in a gradient step on `[x -> y]` raises the weight from y to x.
-# In the bilinear model that is exactly true; in this GPT there is at least
-# one candidate route: the **tied embeddings** of lesson 5, section 7.
-# Training `[x -> y]` pulls `wte[y]` (used as an output) toward the hidden
-# state computed from x, so y's *input* vector now carries information about
-# x; the 140 pairs trained in both directions can then teach the network a
-# general "undo" map. This is a hypothesis that this package cannot test
-# directly (it has no untied GPT); lesson 8 shows that dropout, which the
-# paper uses, makes the effect much stronger. Keep both measures in mind: a
-# high NLL alone does not prove that nothing was learned.
+# In the bilinear model that is exactly true; in this GPT there is a
+# route: the **tied embeddings** of lesson 5, section 7. Training
+# `[x -> y]` pulls `wte[y]` (used as an output) toward the hidden state
+# computed from x, and `wte[y]` is also y's *input* vector, so y now enters
+# `[y <-]` carrying a trace of x. The 140 pairs trained in both directions
+# teach the network a map from y back to x, roughly the inverse of the map
+# from x to y, and that map can carry a held-out y back toward its x.
+# Lesson 8 tests this: with an untied output layer (`GPT(..., tied=False)`,
+# its own matrix instead of `wte`) the right answer ranks first no more
+# often than chance, and the curse is complete; dropout, which the paper
+# uses, widens the leak of the tied model and leaves the untied one at
+# chance. Keep both measures in mind: a high NLL alone does not prove that
+# nothing was learned.
 #
 # ## 4. The per-tensor account of the first updates
 #
@@ -386,6 +390,7 @@ figure(path)
 #   `<d logit / d W, update of W>`. The trained logit's rise is mostly `wte`.
 #   To see whether the reverse direction learns the *pair*, compare it with
 #   a control answer of the same kind: in the bilinear model the gap would
-#   stay at zero; in this GPT, with tied embeddings, it need not.
+#   stay at zero; in this GPT, with tied embeddings, it need not (lesson 8
+#   unties them, and the leak is gone).
 #
 # Next, lesson 7: the same question for two-step reasoning.

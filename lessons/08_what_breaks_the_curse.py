@@ -379,11 +379,11 @@ print(f"dropout changes the unseen NLL by {drop['unseen'] - summary['baseline'][
 #   also learned `[y <- x]` for them, a map from "y's vector" back to x,
 #   roughly the inverse of the map from x to y. Fed a held-out y that now
 #   carries h(x), that inverse can point back toward x.
-# * **Untied**: the push lands on `w_out[y]`. y is the answer, never an
-#   input, of `[x -> y]` (the loss reads only the last position), so
-#   nothing in its update touches `wte[y]`. The two directions share no
-#   parameter that carries the fact, which is the premise of the paper's
-#   theory for its models (lessons 2 to 4).
+# * **Untied**: the push lands on `w_out[y]`. In `[x -> y]`, y is only the
+#   answer (the loss scores the prediction made from `[x ->]`), so nothing
+#   in the update touches `wte[y]` but weight decay, which only shrinks it.
+#   No parameter carries the fact from one direction to the other: the
+#   premise of the paper's theory for its models (lessons 2 to 4).
 #
 # **Exercise (predict before you look).** Below, four GPTs: tied and untied,
 # each without and with dropout 0.1 (the tied ones are the baseline and (e)
@@ -430,20 +430,46 @@ for name, rows in per_seed.items():
 leaks = [int(np.mean([r["diag"] for r in per_seed[v]]) > 5 * chance) for v in VARIANTS]
 check("which variants leak", predicted_leaks, leaks)
 
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
+xs = np.arange(len(VARIANTS))
+for ax, key, scale, line, line_label, ylabel in (
+        (ax1, "unseen", 1, LOG_V, f"log|V| = {LOG_V:.2f}", "val unseen NLL (nats)"),
+        (ax2, "diag", 100, 100 * chance, f"chance = {100 * chance:.1f}%", "right answer best of the group (%)")):
+    for i, v in enumerate(VARIANTS):
+        values = [scale * r[key] for r in per_seed[v]]
+        ax.scatter([i] * len(values), values, color="C3" if v.startswith("untied") else "C0", s=40, zorder=3)
+        ax.plot([i - 0.25, i + 0.25], [np.mean(values)] * 2, color="black", lw=1.5)   # the mean over seeds
+    ax.axhline(line, color="gray", ls=":", label=line_label)
+    ax.set_xticks(xs)
+    ax.set_xticklabels(VARIANTS, fontsize=8)
+    ax.set(ylabel=ylabel, ylim=(0, None))
+    ax.legend(fontsize=8)
+ax1.set_title("untied: the unseen NLL far above log|V|")
+ax2.set_title("untied: the right answer ranks first at chance")
+fig.suptitle(f"tied (blue) vs untied (red) output layer: one dot per seed (seeds {', '.join(map(str, SEEDS))}), "
+             "black line: their mean", fontsize=10)
+fig.tight_layout()
+path = os.path.join(OUT, "tied_vs_untied.png")
+fig.savefig(path, dpi=110)
+plt.close(fig)
+figure(path)
+
 # %% [markdown]
 # (The train NLL column is the worst seed's: every model has learned its
-# training sentences.) Read the table against the two baselines, log|V| and
-# chance:
+# training sentences.) Read the table and the figure against the two
+# yardsticks, log|V| and chance:
 #
 # * **Tied**, with or without dropout: the partial leak of lesson 6. The
-#   unseen NLL is above log|V| or near it, yet the right answer is the best
-#   of the 60 in a large fraction of the rows, many times chance.
+#   unseen NLL is near log|V| or above it (dropout brings some seeds
+#   below), yet the right answer is the best of the 60 in a large fraction
+#   of the rows, many times chance.
 # * **Untied**, with or without dropout: the right answer is the best of
-#   the group about as often as chance, and the unseen NLL is far *above*
-#   the tied models'. The curse is complete. The high NLL has a plain cause:
-#   an unseen sentence's answer was never the answer of any training
-#   sentence, so its row of `w_out` has only ever been pushed *down*, after
-#   every prefix.
+#   the group about as often as chance, and the unseen NLL is several times
+#   log|V|, far above the tied models'. The curse is complete. The high NLL
+#   has a plain cause: an unseen sentence's answer is never the answer of
+#   a training sentence, so the loss only ever pushed its logit *down* (the
+#   softmax's push on every wrong answer), and untied, nothing pushes it
+#   back up.
 # * So the route of the leak is the tied embedding, and dropout widens that
 #   route without opening another: untied, dropout leaves the unseen
 #   direction at chance.
@@ -452,8 +478,8 @@ check("which variants leak", predicted_leaks, leaks)
 # that no parameter carries a fact from one direction to the other. Untie
 # the embeddings and this small GPT satisfies it, and gets the full curse;
 # tie them and the shared `wte` is such a parameter, and the curse leaks. A
-# leak is not knowledge: even tied, accuracy on the unseen direction stays
-# near 0.
+# leak is not knowledge: without dropout, even tied, accuracy on the unseen
+# direction stays near 0 (the baseline's row above).
 #
 # ## The summary figure
 #
