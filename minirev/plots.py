@@ -45,7 +45,7 @@ def plot_nll_curves(histories, log_vocab, path, title, val_label="validation (un
     for key, label, color in (("train_nll", "training", "C0"), ("val_nll", val_label, "C3")):
         values = np.array([[r[key] for r in h[:n]] for h in histories])          # (seeds, evals)
         ax.plot(epochs, values.mean(0), color=color,
-                label=label + (f" (mean of {len(histories)} seeds)" if len(histories) > 1 else ""))
+                label=label + (f" (mean of {len(histories)} seeds, band: min to max)" if len(histories) > 1 else ""))
         if len(histories) > 1:
             ax.fill_between(epochs, values.min(0), values.max(0), color=color, alpha=0.2)
     ax.axhline(log_vocab, color="gray", ls="--", lw=1, label=f"log |V| = {log_vocab:.2f} (uniform guess)")
