@@ -158,3 +158,14 @@ def test_gradient_check_catches_a_wrong_backward():
     ok, _ = check_layer(L.rotary_forward, rotated_forwards, dict(x=rand(B, H, T, D), cos=cos, sin=sin),
                         wrt=["x"], tol=TOL, out=None)
     assert not ok, "using the rotation instead of its transpose must fail the check"
+
+
+def test_cross_entropy_survives_very_large_logits():
+    """exp(1e4) overflows; the forward subtracts the row maximum first, so the loss stays exact."""
+    from minirev.layers import cross_entropy_backward, cross_entropy_forward
+    logits = np.array([[1e4, 0.0, -1e4], [3e4, 3e4, 0.0]], dtype=np.float32)
+    loss, cache = cross_entropy_forward(np, logits, np.array([0, 1]))
+    assert np.isfinite(loss) and loss == pytest.approx(np.log(2) / 2)      # row 1: 0; row 2: log 2
+    dlogits = cross_entropy_backward(1.0, cache)
+    assert np.isfinite(dlogits).all()
+    np.testing.assert_allclose(dlogits, [[0, 0, 0], [0.25, -0.25, 0]], atol=1e-7)
