@@ -161,8 +161,8 @@ def cmd_experiment(args):
     if cfg["resume"] and not os.path.isdir(cfg["resume"]):
         raise UsageError(f"--resume {cfg['resume']}: no such folder (start a run with --save {cfg['resume']} first)")
     if args.paper:
-        print("--paper: the paper's full configuration (24 layers, width 768, 12 heads, dropout 0.1, 3000 epochs);"
-              " a GPU (--backend cupy) is advised.")
+        print(f"--paper: the paper's full configuration (24 layers, width 768, 12 heads, dropout 0.1, "
+              f"{cfg['epochs']} epochs); a GPU (--backend cupy) is advised.")
         estimate_paper_time(args.command, cfg)
     experiment = "reversal" if args.command == "embeddings" else args.command
     result, runs = run_experiment(experiment, cfg)
@@ -201,7 +201,9 @@ def estimate_paper_time(experiment, cfg):
         opt.step(model.params, model.loss_and_grads(batch, rng=rng)[1])
     per_step = (time.perf_counter() - t0) / 2
     steps = math.ceil(len(data.train) / cfg["batch_size"]) * cfg["epochs"] * cfg["seeds"]
-    print(f"estimate: {per_step * 1000:.0f} ms per step x {steps} steps = about {per_step * steps / 3600:.1f} hours "
+    total = per_step * steps
+    when = f"{total:.0f} s" if total < 120 else f"{total / 60:.0f} minutes" if total < 7200 else f"{total / 3600:.1f} hours"
+    print(f"estimate: {per_step * 1000:.0f} ms per step x {steps} steps = about {when} of training "
           f"on this machine ({cfg['backend']}). Ctrl-C stops it and still writes the results so far.")
 
 
