@@ -142,7 +142,10 @@ def make_trace(model, dataset, optimizer, steps, out=print):
             labels += [f"logit({name(seen[-1:])[1:-1]} | {name(seen[:-1])[1:-1]}) trained",
                        f"logit({name(unseen[-1:])[1:-1]} | {name(unseen[:-1])[1:-1]}) unseen"]
         watch, terms = logit_trace(model, [s for pair in pairs for s in pair], labels)
-        say(out, "trace: watched logits, and each parameter tensor's first-order share of their change")
+        say(out, "trace: watched logits, and each parameter tensor's first-order share of their change",
+            "  (first order: it approaches the actual change as the updates get small; AdamW's first steps move "
+            "every weight by about lr, large next to GPT-2's 0.02 init, so early steps are explained only "
+            "roughly; a smaller --lr gives a closer account)")
         return Trace(model, watch, terms, steps=steps, out=out)
     ab = [(int(seen[0]), int(seen[-1])) for seen, _ in pairs]
     if model.kind == "bilinear":
