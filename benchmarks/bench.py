@@ -173,7 +173,6 @@ def rss_mb():
 
 def worker(impl, name, steps, warmup, backend):
     """Time `steps` training steps of one implementation on one workload; print one JSON line."""
-    import numpy as np
     import minirev.gpt  # noqa: F401  (imports are part of the "after imports" baseline)
     sync, extra = (lambda: None), {}
     if impl == "minirev":

@@ -34,7 +34,7 @@ def model_classes():
     return {cls.kind: cls for cls in (Bilinear, OneLayer, GPT)}
 
 
-def _atomic_write(path, write):
+def atomic_write(path, write):
     """write(file_object) into a temporary file next to `path`, then rename it over `path`."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
@@ -63,7 +63,7 @@ def save_model(model, path):
     meta = dict(format=FORMAT_VERSION, kind=model.kind, config=model.config, dtype=model.dtype.name)
     arrays = {f"param.{k}": v for k, v in model.host_params().items()}
     arrays["meta"] = np.array(json.dumps(meta))           # a unicode string array: no pickle needed
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
     return path
 
 
@@ -112,7 +112,7 @@ def save_run(folder, trainer, config):
     def write_arrays(f):
         np.savez(f, **arrays)
 
-    _atomic_write(os.path.join(folder, name), write_arrays)
+    atomic_write(os.path.join(folder, name), write_arrays)
     with open(os.path.join(folder, name), "rb") as f:
         digest.update(f.read())
     state = dict(format=FORMAT_VERSION, kind=model.kind, model_config=model.config, dtype=model.dtype.name,
@@ -121,7 +121,7 @@ def save_run(folder, trainer, config):
                  rng=dict(shuffle=trainer.shuffle_rng.bit_generator.state,
                           dropout=trainer.dropout_rng.bit_generator.state),
                  arrays=name, sha256=digest.hexdigest())
-    _atomic_write(os.path.join(folder, "state.json"), lambda f: f.write(json.dumps(state).encode()))
+    atomic_write(os.path.join(folder, "state.json"), lambda f: f.write(json.dumps(state).encode()))
     for old in os.listdir(folder):                       # older arrays are no longer named by state.json
         if old.startswith("arrays-") and old != name:
             os.remove(os.path.join(folder, old))

@@ -13,9 +13,12 @@ import numpy as np
 from . import plots
 from .backend import to_numpy
 from .bilinear import Bilinear
-from .errors import UsageError
-from .optim import SGD
 from .checkpoint import load_run, save_run
+from .data import chain_data, incontext_data, reversal_data
+from .errors import UsageError
+from .gpt import GPT
+from .one_layer import OneLayer
+from .optim import SGD, AdamW
 from .train import Trace, Trainer, say
 
 
@@ -42,7 +45,7 @@ def check_json_path(path):
     return path
 
 
-# --------------------------------------------------------------------------- the transformer experiments
+# --------------------------------------------------------------------------- building a run
 
 # The paper's full configuration (its public code's defaults); `--paper` selects it.
 PAPER_CONFIG = dict(model="gpt", layers=24, width=768, heads=12, pos="absolute", dropout=0.1, epochs=3000,
@@ -51,7 +54,6 @@ DEFAULT_LR = {"gpt": 0.01, "bilinear": 20.0, "one-layer": 100.0}
 
 
 def make_dataset(experiment, cfg):
-    from .data import chain_data, incontext_data, reversal_data
     if experiment in ("reversal", "embeddings"):
         return reversal_data(cfg["vocab"], cfg["entity_len"], cfg["seed"])
     if experiment == "chain":
@@ -65,7 +67,6 @@ def make_model(cfg, dataset, seed):
     dtype = np.dtype(cfg.get("dtype", "float32"))
     kind = cfg["model"]
     if kind == "gpt":
-        from .gpt import GPT
         return GPT(dataset.vocab_size, layers=cfg["layers"], width=cfg["width"], heads=cfg["heads"],
                    pos=cfg["pos"], max_len=dataset.train.shape[1], dropout=cfg["dropout"],
                    entity_len=dataset.entity_len, seed=seed, tied=not cfg.get("untied", False), dtype=dtype,
@@ -75,14 +76,12 @@ def make_model(cfg, dataset, seed):
     if kind == "bilinear":
         return Bilinear(dataset.vocab_size, cfg["width"], seed=seed, dtype=dtype, backend=cfg["backend"])
     if kind == "one-layer":
-        from .one_layer import OneLayer
         return OneLayer(dataset.vocab_size, seed=seed, dtype=dtype, backend=cfg["backend"])
     raise UsageError(f"unknown model {kind!r}: choose gpt, bilinear or one-layer")
 
 
 def make_optimizer(cfg):
     """AdamW (the paper's GPT settings) for the gpt; plain SGD, as in the theory, for the others."""
-    from .optim import AdamW
     lr = cfg["lr"] if cfg.get("lr") is not None else DEFAULT_LR[cfg["model"]]
     if cfg["model"] == "gpt":
         return AdamW(lr=lr, weight_decay=cfg["weight_decay"])
