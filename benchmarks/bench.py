@@ -17,7 +17,7 @@ backward and optimiser update) and the peak memory, for
             from the same numbers (its initial loss is checked against minirev's),
             torch.optim.SGD / AdamW(lr=0.01, weight_decay=0.01), all CPU threads
             (CUDA when --backend cupy and torch sees a GPU); skipped when torch is
-            missing: pip install torch (a benchmark-only dependency, never minirev's).
+            missing: pip install torch==2.13.0 (benchmark only, never a minirev dependency).
 
 Every (implementation, workload) pair runs in a fresh Python process, so a
 measurement neither warms up nor pollutes another. Its peak memory is that
@@ -306,7 +306,7 @@ def torch_version():
     out = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__, torch.get_num_threads())"],
                          capture_output=True, text=True)
     if out.returncode:
-        return "torch not installed (PyTorch column skipped; pip install torch to fill it)"
+        return "torch not installed (PyTorch column skipped; pip install torch==2.13.0 to fill it)"
     v, threads = out.stdout.split()
     return f"torch {v} (default threads {threads})"
 
