@@ -22,7 +22,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
 sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, figure, out_dir  # noqa: E402  (first: it also asks for one BLAS thread)
+from exercise import FAST, check, out_dir, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
 
 import math  # noqa: E402
 import time  # noqa: E402
@@ -215,11 +215,7 @@ ax.axhline(LOG_V, color="gray", ls="--", lw=1, label=f"uniform guess, log|V| = {
 ax.set(xlabel="epoch", ylabel="NLL of the answer (nats)",
        title=f"The reversal curse: 1-layer GPT, {len(data.train)} training sentences")
 ax.legend()
-fig.tight_layout()
-path = os.path.join(OUT, "nll_curves.png")
-fig.savefig(path, dpi=110)
-plt.close(fig)
-figure(path)
+save_figure(fig, os.path.join(OUT, "nll_curves.png"))
 
 # %% [markdown]
 # ## What you saw, and what comes next

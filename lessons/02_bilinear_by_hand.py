@@ -25,7 +25,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
 sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, figure, out_dir  # noqa: E402  (first: it also asks for one BLAS thread)
+from exercise import FAST, check, out_dir, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
 
 import matplotlib  # noqa: E402
 
@@ -263,11 +263,7 @@ ax2.bar(names, [max(errors[n], 1e-17) for n in names], color=["C2"] + ["C3"] * (
 ax2.axhline(1e-7, color="k", ls="--", lw=1, label="tolerance 1e-7")
 ax2.set(yscale="log", ylabel="relative error vs autograd", title="check_model: the right dTheta vs four mistakes")
 ax2.legend()
-fig.tight_layout()
-path = os.path.join(OUT, "gradient_check.png")
-fig.savefig(path, dpi=110)
-plt.close(fig)
-figure(path)
+save_figure(fig, os.path.join(OUT, "gradient_check.png"))
 
 # %% [markdown]
 # ## What you did

@@ -30,7 +30,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
 sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, figure, out_dir  # noqa: E402  (first: it also asks for one BLAS thread)
+from exercise import FAST, check, figure, out_dir, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
 
 import math  # noqa: E402
 import time  # noqa: E402
@@ -234,11 +234,7 @@ ax.loglog(ds, [abs(r["net"]) for r in scale], "^-", label="|net reverse change| 
 ax.set(xlabel="embedding dimension d", ylabel="size (first step, Theta = 0)",
        title="What reaches the reverse weight W(y -> x)")
 ax.legend(fontsize=8)
-fig.tight_layout()
-path = os.path.join(OUT, "reverse_terms_vs_d.png")
-fig.savefig(path, dpi=110)
-plt.close(fig)
-figure(path)
+save_figure(fig, os.path.join(OUT, "reverse_terms_vs_d.png"))
 
 # %% [markdown]
 # ## What you saw

@@ -32,7 +32,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
 sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, figure, out_dir  # noqa: E402  (first: it also asks for one BLAS thread)
+from exercise import FAST, check, out_dir, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
 
 import math  # noqa: E402
 import time  # noqa: E402
@@ -286,11 +286,7 @@ ax2.axhline(1 / M, color="gray", ls="--", lw=1, label=f"uniform guess 1/M = {1 /
 ax2.set(xscale="symlog", xlim=(0, steps.max()), yscale="log", xlabel="SGD step", ylabel="probability (mean)",
         title="p(A | B <-) falls below the uniform guess")
 ax2.legend(fontsize=8)
-fig.tight_layout()
-path = os.path.join(OUT, "one_layer_reversal.png")
-fig.savefig(path, dpi=110)
-plt.close(fig)
-figure(path)
+save_figure(fig, os.path.join(OUT, "one_layer_reversal.png"))
 
 # %% [markdown]
 # ## What you saw

@@ -29,7 +29,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
 sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, figure, out_dir  # noqa: E402  (first: it also asks for one BLAS thread)
+from exercise import FAST, check, out_dir, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
 
 import matplotlib  # noqa: E402
 
@@ -374,11 +374,7 @@ ax2.set_xticklabels(names, rotation=90, fontsize=6)
 ax2.axhline(1e-7, color="C3", ls="--", label="tolerance 1e-7")
 ax2.set(ylabel="relative error, hand vs autograd", title="check_model: every parameter of a 2-layer GPT")
 ax2.legend(fontsize=8)
-fig.tight_layout()
-path = os.path.join(OUT, "gradcheck.png")
-fig.savefig(path, dpi=110)
-plt.close(fig)
-figure(path)
+save_figure(fig, os.path.join(OUT, "gradcheck.png"))
 
 # %% [markdown]
 # ## What to remember

@@ -21,7 +21,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
 sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, figure, out_dir  # noqa: E402  (first: it also asks for one BLAS thread)
+from exercise import FAST, check, figure, out_dir, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
 
 import matplotlib  # noqa: E402
 
@@ -372,11 +372,7 @@ ax2.invert_yaxis()
 ax2.axvline(0, color="gray", lw=0.8)
 ax2.set(xlabel=f"summed first-order share over {TRACE_STEPS} steps", title="who moved it: per-tensor shares")
 ax2.legend(fontsize=8)
-fig.tight_layout()
-path = os.path.join(OUT, "trace.png")
-fig.savefig(path, dpi=110)
-plt.close(fig)
-figure(path)
+save_figure(fig, os.path.join(OUT, "trace.png"))
 
 # %% [markdown]
 # ## What to remember

@@ -22,7 +22,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
 sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, figure, out_dir  # noqa: E402  (first: it also asks for one BLAS thread)
+from exercise import FAST, check, figure, out_dir, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
 
 import matplotlib  # noqa: E402
 
@@ -209,11 +209,7 @@ ax.axhline(LOG_V, color="gray", ls="--", lw=1, label=f"uniform guess, log|V| = {
 ax.set(xlabel="epoch", ylabel="NLL of the answer (nats)",
        title=f"chain: 2-layer GPT, {len(data.train)} training sentences")
 ax.legend(fontsize=8)
-fig.tight_layout()
-path = os.path.join(OUT, "nll_curves.png")
-fig.savefig(path, dpi=110)
-plt.close(fig)
-figure(path)
+save_figure(fig, os.path.join(OUT, "nll_curves.png"))
 
 # %% [markdown]
 # ## Why, in the paper's terms

@@ -30,7 +30,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
 sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, figure, out_dir  # noqa: E402  (first: it also asks for one BLAS thread)
+from exercise import FAST, check, out_dir, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
 
 import dataclasses  # noqa: E402
 import math  # noqa: E402
@@ -276,11 +276,7 @@ ax2.set(xlabel="gradient step", ylabel="mean effective weight, held-out pairs",
         title="symmetric: W(y->x) = W(x->y); plain: W(y->x) ~ 0")
 ax1.legend(fontsize=8)
 ax2.legend(fontsize=8)
-fig.tight_layout()
-path = os.path.join(OUT, "bilinear_symmetric.png")
-fig.savefig(path, dpi=110)
-plt.close(fig)
-figure(path)
+save_figure(fig, os.path.join(OUT, "bilinear_symmetric.png"))
 
 # %% [markdown]
 # ## (d) A bigger model, more data
@@ -448,11 +444,7 @@ ax1.set_title("untied: the unseen NLL far above log|V|")
 ax2.set_title("untied: the right answer ranks first at chance")
 fig.suptitle(f"tied (blue) vs untied (red) output layer: one dot per seed (seeds {', '.join(map(str, SEEDS))}), "
              "black line: their mean", fontsize=10)
-fig.tight_layout()
-path = os.path.join(OUT, "tied_vs_untied.png")
-fig.savefig(path, dpi=110)
-plt.close(fig)
-figure(path)
+save_figure(fig, os.path.join(OUT, "tied_vs_untied.png"))
 
 # %% [markdown]
 # (The train NLL column is the worst seed's: every model has learned its
@@ -502,11 +494,7 @@ ax.invert_yaxis()
 ax.set(xlabel="NLL of the unseen / held-out direction (nats)",
        title="what breaks the curse: green below the uniform guess, red above")
 ax.legend(fontsize=8)
-fig.tight_layout()
-path = os.path.join(OUT, "summary.png")
-fig.savefig(path, dpi=110)
-plt.close(fig)
-figure(path)
+save_figure(fig, os.path.join(OUT, "summary.png"))
 for n in names:
     print(f"  {n:<26} {summary[n]['unseen']:7.3f}   log|V| {summary[n]['log_v']:.2f}")
 

@@ -1,11 +1,12 @@
 """What every lesson shares: fast mode, the figure folder, and the exercise checks.
 
-    from exercise import FAST, check, figure, out_dir
+    from exercise import FAST, check, figure, out_dir, save_figure
 
     FAST                  True when MINIREV_FAST=1: smaller sizes, fewer steps (a few seconds a lesson)
     out_dir("01_the_curse")   the lesson's figure folder, created:
                           $MINIREV_LESSON_OUT/01_the_curse (default: lessons/output/01_the_curse)
     figure(path)          prints "figure: <path>" (and shows it inline in Jupyter)
+    save_figure(fig, path)    tight layout, save (dpi 110), close, then figure(path)
     check(name, answer, expected, args=())
                           prints "exercise NAME: OK", "exercise NAME: FAIL: <what is wrong>" or,
                           when the answer raises NotImplementedError, "exercise NAME: not done yet"
@@ -40,6 +41,15 @@ def out_dir(lesson):
     path = os.path.join(os.environ.get("MINIREV_LESSON_OUT") or os.path.join(HERE, "output"), lesson)
     os.makedirs(path, exist_ok=True)
     return path
+
+
+def save_figure(fig, path):
+    """Lay out, save and close a matplotlib figure, then announce it (see figure)."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    figure(path)
 
 
 def figure(path):
