@@ -63,7 +63,12 @@ class Bilinear(Model):
 
     def effective_weight(self, a, b):
         """W(a -> b) = u_a^T Theta u_b, the logit of b after a: the quantity the theory is about."""
-        return float(to_numpy(self.U[a] @ self.params["Theta"] @ self.U[b]))
+        return float(self.effective_weights([a], [b])[0])
+
+    def effective_weights(self, a, b):
+        """W(a_k -> b_k) for token id arrays a, b of one length k, as a host array (k,)."""
+        a, b = to_backend(self.xp, np.asarray(a)), to_backend(self.xp, np.asarray(b))
+        return to_numpy(((self.U[a] @ self.params["Theta"]) * self.U[b]).sum(1))   # (k,) u_a^T Theta u_b
 
     # ---- every update readable -------------------------------------------------------------
     def watch(self, pairs):

@@ -19,12 +19,8 @@ ONE_HOT = None
 
 
 def bilinear_weights(model, pairs):
-    """Mean forward W(x->y) and reverse W(y->x) over (k, 2) pairs."""
-    U = model.U
-    Theta = model.params["Theta"]
-    fwd = ((U[pairs[:, 0]] @ Theta) * U[pairs[:, 1]]).sum(1)                   # (k,) u_x^T Theta u_y
-    rev = ((U[pairs[:, 1]] @ Theta) * U[pairs[:, 0]]).sum(1)                   # (k,) u_y^T Theta u_x
-    return to_numpy(fwd), to_numpy(rev)
+    """Forward W(x->y) and reverse W(y->x) of (k, 2) pairs (x, y), as host arrays (k,)."""
+    return model.effective_weights(pairs[:, 0], pairs[:, 1]), model.effective_weights(pairs[:, 1], pairs[:, 0])
 
 
 def dim_label(dim):
