@@ -164,7 +164,10 @@ class GPT(Model):
             dx, grads["wpe"] = position_embedding_backward(dx, c_pos)       # (B, T, C), (P, C)
         # tied: wte is used twice (input lookup and output layer), so its gradients add
         dwte = embedding_backward(dx, c_tok)                                # (V, C)
-        grads["wte"] = grads["wte"] + dwte if "wte" in grads else dwte
+        if "wte" in grads:
+            grads["wte"] += dwte
+        else:
+            grads["wte"] = dwte
 
     # ---- the head: final LayerNorm and the tied output layer, (B, n, C) -> (B*n, V) -------
     def _head_forward(self, params, x, xp):
