@@ -56,17 +56,6 @@ GPT_BATCH = 64
 
 # =========================================================================== the workloads (worker side)
 
-def one_layer_data(n_pairs=100):
-    """N pairs over M = 2N + 2 tokens: x_i = 2 + i, y_i = 2 + N + i; 70% of pairs in both directions."""
-    import numpy as np
-    x = np.arange(n_pairs) + 2
-    y = x + n_pairs
-    fwd = np.stack([x, np.zeros_like(x), y], 1)                               # [x, ->, y]
-    bwd = np.stack([y, np.ones_like(x), x], 1)                                # [y, <-, x]
-    both = int(0.7 * n_pairs)
-    return np.concatenate([fwd, bwd[:both]]).astype(np.int64), 2 * n_pairs + 2
-
-
 def minirev_workload(name, backend="numpy"):
     """(model, optimiser, list of token batches), float32, on `backend`."""
     import numpy as np
@@ -77,9 +66,10 @@ def minirev_workload(name, backend="numpy"):
         data = pairs_data(vocab=200, pairs=50, held_out=10)
         model, opt, batches = Bilinear(200, dim=256, seed=0), SGD(20.0), [data.train]
     elif name == "one-layer":
+        from minirev.data import relation_pairs_data
         from minirev.one_layer import OneLayer
-        train, M = one_layer_data()
-        model, opt, batches = OneLayer(M, seed=0), SGD(1.0), [train]                # Y and Z both trained
+        data = relation_pairs_data(pairs=100, both=70)
+        model, opt, batches = OneLayer(data.vocab_size, seed=0), SGD(1.0), [data.train]                # Y and Z both trained
     else:
         from minirev.data import reversal_data
         from minirev.gpt import GPT

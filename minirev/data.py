@@ -192,3 +192,22 @@ def pairs_data(vocab=200, pairs=50, held_out=10, seed=0):
     groups = {"train": train, "reversal": backward[kept:]}
     return Dataset("pairs", train.astype(np.int64), {k: v.astype(np.int64) for k, v in groups.items()},
                    vocab_size=vocab, val_group="reversal", info=dict(seed=seed, pairs=pairs, held_out=held_out))
+
+
+def relation_pairs_data(pairs=100, both=70):
+    """The one-layer experiment of PAPER.md (Model 2): [A_i -> B_i] for every pair,
+    [B_i <- A_i] for the first `both` pairs; the held-out group is [B_i <- A_i] of the others.
+
+    Tokens: 0 "->", 1 "<-", A_i = 2 + i, B_i = 2 + pairs + i; vocabulary M = 2 pairs + 2
+    (100 pairs: M = 202, 170 training sentences).
+    """
+    _check_positive(pairs=pairs)
+    if not isinstance(both, (int, np.integer)) or not 0 <= both <= pairs:
+        raise UsageError(f"pairs trained both ways must be between 0 and {pairs}, got {both!r}")
+    A = 2 + np.arange(pairs)
+    B = A + pairs
+    forward = np.stack([A, np.full(pairs, FWD), B], 1)                  # [A, ->, B]
+    backward = np.stack([B, np.full(pairs, BWD), A], 1)                 # [B, <-, A]
+    train = np.concatenate([forward, backward[:both]]).astype(np.int64)
+    return Dataset("reversal", train, {"train": train, "held-out reverse": backward[both:].astype(np.int64)},
+                   vocab_size=2 * pairs + 2, val_group="held-out reverse", info=dict(A=A, B=B, both=both))

@@ -62,3 +62,14 @@ def test_pairs_data_holds_out_reverse_sentences():
 def test_too_small_vocabulary_is_a_clear_error(make, message):
     with pytest.raises(UsageError, match=message):
         make()
+
+
+def test_relation_pairs_data_is_the_one_layer_experiment_of_the_paper():
+    from minirev.data import relation_pairs_data
+    d = relation_pairs_data(pairs=100, both=70)
+    assert d.vocab_size == 202 and len(d.train) == 170 and len(d.groups["held-out reverse"]) == 30
+    train = {tuple(s) for s in d.train}
+    for b, rel, a in d.groups["held-out reverse"]:
+        assert rel == 1 and (a, 0, b) in train and (b, 1, a) not in train
+    with pytest.raises(UsageError, match="trained both ways must be between 0 and 100"):
+        relation_pairs_data(pairs=100, both=101)

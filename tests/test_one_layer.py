@@ -11,6 +11,7 @@ Run only these checks with:  pytest -m one_layer
 import numpy as np
 import pytest
 
+from minirev.data import relation_pairs_data
 from minirev.errors import UsageError
 from minirev.gradcheck import check_model
 from minirev.one_layer import OneLayer, watch_keys
@@ -21,17 +22,15 @@ pytestmark = pytest.mark.one_layer
 # The reversal data of PAPER.md Model 2: token 0 is "->", token 1 is "<-",
 # A_i = 2 + i, B_i = 102 + i; the first 70 pairs are trained both ways.
 FWD, BWD = 0, 1
-N_PAIRS, N_BOTH, M = 100, 70, 202
-A = 2 + np.arange(N_PAIRS)
-B = 102 + np.arange(N_PAIRS)
+DATA = relation_pairs_data(pairs=100, both=70)
+N_PAIRS, N_BOTH, M = 100, 70, DATA.vocab_size
+A, B = DATA.info["A"], DATA.info["B"]
 HELD_OUT = np.arange(N_BOTH, N_PAIRS)      # trained only as "A -> B"
 STEPS = 100
 
 
 def reversal_sentences():
-    forward = np.stack([A, np.full(N_PAIRS, FWD), B], axis=1)                     # [A, ->, B] for all
-    backward = np.stack([B[:N_BOTH], np.full(N_BOTH, BWD), A[:N_BOTH]], axis=1)   # [B, <-, A] for 70
-    return np.concatenate([forward, backward])                                   # (170, 3)
+    return DATA.train                                                            # (170, 3)
 
 
 def p_answer(model, sentences):
@@ -93,7 +92,7 @@ def reversal_run():
         _, grads = model.loss_and_grads(tokens)
         opt.step(model.params, grads)
         Y_AB.append(model.host_params()["Y"][A, B])
-    held_out_reverse = np.stack([B[HELD_OUT], np.full(len(HELD_OUT), BWD), A[HELD_OUT]], axis=1)
+    held_out_reverse = DATA.groups["held-out reverse"]                          # [B, <-, A], pairs 70..99
     result = dict(model=model, Y0=Y0, Y=model.host_params()["Y"], Y_AB=np.array(Y_AB),
                   p_train=p_answer(model, tokens), p_held_out=p_answer(model, held_out_reverse))
     print(f"\nreversal, {STEPS} steps: train p(correct) {result['p_train'].mean():.3f}, "
