@@ -6,6 +6,8 @@ The public API, used by the lessons:
     from minirev import reversal_data, pairs_data          # the data sets
     from minirev import SGD, AdamW, Trainer, Trace         # training, every update readable
     from minirev import check_model, check_layer           # gradient checks against autograd
+    from minirev import RunConfig, run_experiment          # the paper's experiments, one typed configuration
+    from minirev import save_model, load_model             # a model in one .npz file
 """
 import os
 import sys
@@ -18,16 +20,19 @@ if "numpy" not in sys.modules:
         os.environ.setdefault(_var, "1")
 
 from .bilinear import Bilinear  # noqa: E402
-from .checkpoint import load_model  # noqa: E402
+from .checkpoint import load_model, save_model  # noqa: E402
+from .config import RunConfig  # noqa: E402
 from .data import chain_data, incontext_data, pairs_data, reversal_data  # noqa: E402
 from .errors import MinirevError, RunError, UsageError  # noqa: E402
-from .gpt import GPT  # noqa: E402
 from .gradcheck import check_layer, check_model, compare_gradients  # noqa: E402
 from .one_layer import OneLayer  # noqa: E402
+from .gpt import GPT  # noqa: E402
 from .optim import SGD, AdamW  # noqa: E402
-from .train import Trace, Trainer, evaluate  # noqa: E402
+from .trace import Trace  # noqa: E402
+from .train import Trainer, evaluate  # noqa: E402
+from .experiments import run_experiment  # noqa: E402
 
-__all__ = ["Bilinear", "OneLayer", "GPT", "load_model", "chain_data", "incontext_data", "pairs_data",
+__all__ = ["Bilinear", "OneLayer", "GPT", "RunConfig", "run_experiment", "load_model", "save_model", "chain_data", "incontext_data", "pairs_data",
            "reversal_data", "MinirevError", "RunError", "UsageError", "check_layer", "check_model",
            "compare_gradients", "SGD", "AdamW", "Trace", "Trainer", "evaluate"]
 __version__ = "0.1.0"

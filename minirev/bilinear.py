@@ -17,14 +17,16 @@ never the FIRST token of a training sentence.
 """
 import numpy as np
 
-from .layers import cross_entropy_backward, cross_entropy_forward
-from .model import Model
 from .backend import to_backend, to_numpy
 from .errors import UsageError
+from .layers import cross_entropy_backward, cross_entropy_forward
+from .model import Model
+from .optim import SGD
 
 
 class Bilinear(Model):
     kind = "bilinear"
+    default_lr = 20.0
 
     def __init__(self, vocab_size, dim=None, seed=0, dtype=np.float32, backend="numpy"):
         """dim=None gives one-hot embeddings (d = vocab_size); else Gaussian N(0, I/dim)."""
@@ -41,6 +43,25 @@ class Bilinear(Model):
                          config=dict(vocab_size=vocab_size, dim=dim, seed=seed))
         self.U_host = U
         self._moved()
+
+    @classmethod
+    def from_config(cls, cfg, dataset, seed):
+        """--width is the embedding dimension d."""
+        cls.single_token_answers(dataset)
+        return cls(dataset.vocab_size, cfg.width, seed=seed, dtype=cfg.dtype, backend=cfg.backend)
+
+    @staticmethod
+    def make_optimizer(cfg):
+        """Plain SGD: the update the paper's theorem is about."""
+        return SGD(cfg.lr)
+
+    @classmethod
+    def gradcheck_example(cls, seed=0):
+        """A random Theta (the zero start would make every logit equal) and random pairs."""
+        rng = np.random.default_rng(seed)
+        model = cls(30, dim=16, seed=seed)
+        model.params["Theta"] = rng.standard_normal((16, 16)).astype(model.dtype)
+        return model, rng.integers(0, 30, (12, 2))
 
     def _moved(self):
         self.U = to_backend(self.xp, self.U_host, self.dtype)                 # (m, d) fixed embeddings
@@ -71,32 +92,36 @@ class Bilinear(Model):
         return to_numpy(((self.U[a] @ self.params["Theta"]) * self.U[b]).sum(1))   # (k,) u_a^T Theta u_b
 
     # ---- every update readable -------------------------------------------------------------
-    def watch(self, pairs):
-        """Current forward and reverse effective weights of the watched pairs (x, y)."""
+    def watch(self, pairs, name=None):
+        """Current forward and reverse effective weights of the watched (trained, unseen) pairs."""
         values = {}
-        for x, y in pairs:
+        for trained, _ in pairs:
+            x, y = int(trained[0]), int(trained[-1])
             values[f"W({x}->{y})"] = self.effective_weight(x, y)
             values[f"W({y}->{x})"] = self.effective_weight(y, x)
         return values
 
-    def trace_terms(self, tokens, pairs, lr, name=lambda row: f"[{row[0]} -> {row[-1]}]"):
-        """What one SGD step (rate lr) on `tokens` will add to each watched weight, sentence by sentence.
+    def trace_title(self, pairs, name=None):
+        ab = [(int(trained[0]), int(trained[-1])) for trained, _ in pairs]
+        return f"trace: effective weights W(a->b) of held-out pairs {ab}, with each training sentence's share"
+
+    def trace_terms(self, tokens, pairs, optimizer, name=lambda row: f"[{row[0]} -> {row[-1]}]"):
+        """What one SGD step on `tokens` will add to each watched weight, sentence by sentence.
 
         Term of sentence (x_i, y_i) in the change of W(a -> b):
-            -(lr/B) <u_a, u_{x_i}> <g_i, u_b>,   g_i = sum_v (p(v|x_i) - [v = y_i]) u_v
+            -lr <u_a, u_{x_i}> <g_i, u_b>,   g_i = dlogits_i @ U = sum_v (p(v|x_i) - [v = y_i]) u_v / B
         The terms add up exactly to the change the step makes. Largest first.
         """
         tokens = np.asarray(tokens)
-        U = to_numpy(self.U).astype(np.float64)                                 # (m, d)
-        logits = U[tokens[:, 0]] @ to_numpy(self.params["Theta"]).astype(np.float64) @ U.T   # (B, m)
-        p = np.exp(logits - logits.max(1, keepdims=True))
-        p /= p.sum(1, keepdims=True)                                            # (B, m) p(v | x_i)
-        p[np.arange(len(tokens)), tokens[:, -1]] -= 1
-        g = p @ U                                                               # (B, d) g_i
+        twin = self.copy(dtype=np.float64, backend="numpy")                    # the account in float64,
+        twin.U = to_numpy(self.U).astype(np.float64)       # with the embeddings the step itself used
+        _, (ux, ce_cache) = twin.forward(twin.params, tokens, np)
+        g = cross_entropy_backward(1.0, ce_cache) @ twin.U                      # (B, d) g_i, with the 1/B
         terms = {}
-        for x, y in pairs:
+        for trained, _ in pairs:
+            x, y = int(trained[0]), int(trained[-1])
             for a, b in ((x, y), (y, x)):
-                contrib = -lr / len(tokens) * (U[tokens[:, 0]] @ U[a]) * (g @ U[b])   # (B,)
+                contrib = -optimizer.lr * (ux @ twin.U[a]) * (g @ twin.U[b])    # (B,)
                 order = np.argsort(-np.abs(contrib))
                 terms[f"W({a}->{b})"] = [(name(tokens[i]), float(contrib[i]))
                                          for i in order if contrib[i] != 0]

@@ -12,8 +12,11 @@ from .backend import to_numpy
 from .bilinear import Bilinear
 from .data import pairs_data
 from .errors import UsageError
+from .layers import softmax_forward
 from .optim import SGD
-from .train import Trace, Trainer, say
+from .trace import Trace
+from .train import Trainer
+from .report import say
 
 ONE_HOT = None
 
@@ -50,8 +53,9 @@ def bilinear_sweep(dims=(16, 64, 256, ONE_HOT), vocab=200, pairs=50, held_out=10
             x, y = (int(t) for t in held[0])
             say(out, f"\n--- trace of {dim_label(dim)}: held-out pair x={x}, y={y} "
                       f"(trained: x -> y; never trained: y -> x)")
-            trace = Trace(model, lambda: model.watch([(x, y)]),
-                          lambda batch: model.trace_terms(batch, [(x, y)], lr), steps=trace_steps, out=out)
+            pair = [(np.array([x, y]), np.array([y, x]))]             # (trained, never trained)
+            trace = Trace(model, lambda: model.watch(pair),
+                          lambda batch: model.trace_terms(batch, pair, optimizer), steps=trace_steps, out=out)
         trainer = Trainer(model, optimizer, data, seed=seed, eval_every=eval_every, trace=trace)
 
         def add_weights(_, record):
@@ -64,8 +68,8 @@ def bilinear_sweep(dims=(16, 64, 256, ONE_HOT), vocab=200, pairs=50, held_out=10
         h = trainer.history
         fwd, rev = bilinear_weights(model, held)
         rev_logits = to_numpy(model.logits(data.groups["reversal"]))[:, 0, :].astype(np.float64)
-        rev_p = np.exp(rev_logits - rev_logits.max(1, keepdims=True))
-        rev_p = rev_p[np.arange(len(held)), held[:, 0]] / rev_p.sum(1)
+        rev_p, _ = softmax_forward(np, rev_logits)                                # (k, m)
+        rev_p = rev_p[np.arange(len(held)), held[:, 0]]                           # p(x | y) of each pair
         L0, L, R0, R = h[0]["train_nll"], h[-1]["train_nll"], h[0]["val_nll"], h[-1]["val_nll"]
         eps = math.log(R / R0) / math.log(L / L0) if 0 < L < L0 and R > 0 else float("nan")
         results.append(dict(label=dim_label(dim), dim=dim, history=h, train_start=L0, train_end=L,
@@ -73,17 +77,3 @@ def bilinear_sweep(dims=(16, 64, 256, ONE_HOT), vocab=200, pairs=50, held_out=10
                             reverse_weight=float(rev.mean()), reverse_weights=rev.tolist(),
                             reverse_probs=rev_p.tolist(), seconds=trainer.seconds))
     return data, results
-
-
-def print_bilinear_table(results, vocab, out=print):
-    log_m = math.log(vocab)
-    say(out, f"\n{'embedding':<10} {'training loss':>20} {'reversal loss':>20} {'W(x->y)':>9} {'W(y->x)':>9} {'eps':>8}",
-         "-" * 81)
-    for r in results:
-        say(out, f"{r['label']:<10} {r['train_start']:>8.3f} -> {r['train_end']:<8.4f} "
-                  f"{r['reversal_start']:>8.3f} -> {r['reversal_end']:<8.3f} "
-                  f"{r['forward_weight']:>9.3f} {r['reverse_weight']:>9.3f} {r['eps']:>8.4f}")
-    say(out, f"log m = {log_m:.3f} is the loss of a uniform guess. W are means over the held-out pairs;",
-         "eps = log(L_rev/L_rev0) / log(L/L0): near 0 means the reversal loss did not follow the training loss.")
-
-

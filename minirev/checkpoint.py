@@ -1,6 +1,8 @@
 """Saving and resuming, in open formats: ``.npz`` for arrays, JSON for the rest (no pickle).
 
-A model alone:  ``model.save("m.npz")`` and ``minirev.load_model("m.npz")``.
+A model alone:  ``minirev.save_model(model, "m.npz")`` and ``minirev.load_model("m.npz")``.
+Models are found through ``Model.registry`` (by their ``kind``): this module
+imports no model, and no model imports it.
 
 A training run (``--save DIR`` / ``--resume DIR``) is a folder holding
 ``state.json`` (configuration, history, epoch, step, random generator states,
@@ -13,39 +15,16 @@ checkpoint intact, since ``state.json`` only ever names a complete file.
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
 from .backend import to_backend, to_numpy
 from .errors import UsageError
+from .files import atomic_write
+from .model import Model
 
 FORMAT_VERSION = 1
-# what must match for a checkpoint to continue a run (the number of epochs may grow)
-RUN_KEYS = ("model", "layers", "width", "heads", "pos", "dropout", "untied", "lr", "lr_z", "weight_decay", "batch_size",
-            "vocab", "entity_len", "seed", "dtype", "experiment")
-
-
-def model_classes():
-    from .bilinear import Bilinear
-    from .gpt import GPT
-    from .one_layer import OneLayer
-    return {cls.kind: cls for cls in (Bilinear, OneLayer, GPT)}
-
-
-def atomic_write(path, write):
-    """write(file_object) into a temporary file next to `path`, then rename it over `path`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _read_npz(path):
@@ -76,7 +55,7 @@ def load_model(path, backend="numpy"):
         raise UsageError(f"{path} is not a minirev model file (it has no 'meta' entry)")
     meta = json.loads(str(arrays["meta"]))
     _check_format(meta, path)
-    classes = model_classes()
+    classes = Model.registry
     if meta["kind"] not in classes:
         raise UsageError(f"{path} holds an unknown model kind {meta['kind']!r}")
     model = classes[meta["kind"]](**meta["config"], dtype=np.dtype(meta["dtype"]), backend=backend)
@@ -116,7 +95,7 @@ def save_run(folder, trainer, config):
     with open(os.path.join(folder, name), "rb") as f:
         digest.update(f.read())
     state = dict(format=FORMAT_VERSION, kind=model.kind, model_config=model.config, dtype=model.dtype.name,
-                 config={k: config.get(k) for k in RUN_KEYS}, epoch=trainer.epoch, step=trainer.step,
+                 config=config.identity(), epoch=trainer.epoch, step=trainer.step,
                  seconds=trainer.seconds, history=trainer.history, optimizer=dict(name=opt.name, t=opt.t),
                  rng=dict(shuffle=trainer.shuffle_rng.bit_generator.state,
                           dropout=trainer.dropout_rng.bit_generator.state),
@@ -141,11 +120,11 @@ def load_run(folder, trainer, config):
     except (ValueError, UnicodeDecodeError):
         raise UsageError(f"{path} is truncated or corrupted (not valid JSON)") from None
     _check_format(state, path)
-    for key in RUN_KEYS:
-        if state["config"].get(key) != config.get(key):
+    for key, value in config.identity().items():
+        if state["config"].get(key) != value:
             flag = "--" + key.replace("_", "-")
             raise UsageError(f"checkpoint {folder} was made with {flag} {state['config'].get(key)}, this run "
-                             f"asks for {config.get(key)}: pass the same options or resume another folder")
+                             f"asks for {value}: pass the same options or resume another folder")
     arrays_path = os.path.join(folder, state["arrays"])
     if not os.path.isfile(arrays_path):
         raise UsageError(f"{arrays_path}, named by state.json, is missing")

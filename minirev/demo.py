@@ -11,34 +11,17 @@ Every command has --help. Errors are one line: exit status 2 for a bad request,
 1 when running it failed.
 """
 import argparse
-import json
+import dataclasses
 import math
-import os
 import sys
-import time
 
 import numpy as np
 
-from .backend import BACKENDS, get_xp
-from .bilinear import Bilinear
-from .bilinear_sweep import bilinear_sweep, print_bilinear_table
-from .checkpoint import atomic_write
-from .data import reversal_data
-from .errors import MinirevError, UsageError
-from .experiments import (PAPER_CONFIG, chain_step_by_step, check_json_path, check_out_dir, draw_figures,
-                          embedding_similarity, make_dataset, make_model, make_optimizer, print_report,
-                          run_experiment)
-from .gpt import GPT
-from .gradcheck import check_model
-from .one_layer import OneLayer
-from .plots import plot_bilinear, plot_similarity
-
-EXPERIMENT_DEFAULTS = {   # per experiment: what runs in well under a minute on 2 cores
-    "reversal": dict(epochs=100),
-    "embeddings": dict(epochs=100),
-    "chain": dict(epochs=80),
-    "incontext": dict(epochs=60),
-}
+from . import commands
+from .backend import BACKENDS
+from .config import RunConfig, choices, field_type, paper_config
+from .errors import MinirevError
+from .model import Model
 
 
 # --------------------------------------------------------------------------- argument types
@@ -105,144 +88,27 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-# --------------------------------------------------------------------------- commands
-
-def write_json(path, data):
-    """Write JSON atomically: a temporary file in the same folder, then a rename."""
-    def clean(x):
-        if isinstance(x, dict):
-            return {str(k): clean(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [clean(v) for v in x]
-        if isinstance(x, (np.floating, float)):
-            return float(x) if math.isfinite(x) else None
-        if isinstance(x, np.integer):
-            return int(x)
-        if isinstance(x, np.ndarray):
-            return clean(x.tolist())
-        return x
-    atomic_write(path, lambda f: f.write(json.dumps(clean(data), indent=1).encode()))
-    return path
-
-
-def cmd_bilinear(args):
-    get_xp(args.backend)
-    out_dir, json_path = check_out_dir(args.out), check_json_path(args.json)
-    print(f"bilinear model: {args.pairs} pairs ({args.held_out} held out), vocabulary {args.vocab}, "
-          f"full-batch gradient descent, lr {args.lr}, {args.steps} steps")
-    data, results = bilinear_sweep(args.dims, args.vocab, args.pairs, args.held_out, args.lr, args.steps,
-                                   args.seed, np.dtype(args.dtype), args.backend, trace_steps=args.trace)
-    print_bilinear_table(results, args.vocab)
-    onehot = [r for r in results if r["dim"] is None]
-    if onehot:
-        r = onehot[0]
-        print(f"one-hot, held-out pairs: reverse weights {sorted(set(r['reverse_weights']))}, "
-              f"reverse probabilities {sorted(set(round(p, 12) for p in r['reverse_probs']))} (1/m = {1 / args.vocab})")
-    fig = plot_bilinear(results, math.log(args.vocab), os.path.join(out_dir, "bilinear.png"))
-    print(f"figure: {fig}")
-    if json_path:
-        write_json(json_path, dict(experiment="bilinear", config=vars_of(args), results=results))
-        print(f"results: {json_path}")
-
-
-def cmd_experiment(args):
-    cfg = vars_of(args)
-    if args.paper:          # the paper's configuration; an explicit --epochs still applies
-        cfg.update({k: v for k, v in PAPER_CONFIG.items() if k != "epochs" or args.epochs is None})
-    for key, value in EXPERIMENT_DEFAULTS[args.command].items():
-        if cfg.get(key) is None:
-            cfg[key] = value
-    get_xp(cfg["backend"])
-    out_dir, json_path = check_out_dir(cfg["out"]), check_json_path(cfg["json"])
-    if cfg["save"]:
-        check_out_dir(cfg["save"])
-    if cfg["resume"] and not os.path.isdir(cfg["resume"]):
-        raise UsageError(f"--resume {cfg['resume']}: no such folder (start a run with --save {cfg['resume']} first)")
-    if args.paper:
-        print(f"--paper: the paper's full configuration (24 layers, width 768, 12 heads, dropout 0.1, "
-              f"{cfg['epochs']} epochs); a GPU (--backend cupy) is advised.")
-        estimate_paper_time(args.command, cfg)
-    experiment = "reversal" if args.command == "embeddings" else args.command
-    result, runs = run_experiment(experiment, cfg)
-    print_report(result, runs)
-    if experiment == "chain":
-        steps = chain_step_by_step(runs[0]["model"], runs[0]["dataset"])
-        result["final"].update(steps)
-        print(f"chain of thought on the validation triples: A -> B right {100 * steps['b_acc']:.1f}%, "
-              f"then B -> C right {100 * steps['step_by_step_acc']:.1f}%; "
-              f"the direct A ~> C right {100 * steps['direct_acc']:.1f}%")
-    paths = draw_figures(experiment, result, runs, out_dir)
-    if args.command == "embeddings":
-        sim, off, off_random = embedding_similarity(runs[0]["model"], runs[0]["dataset"])
-        result["final"].update(mean_abs_cosine=off, mean_abs_cosine_random=off_random)
-        print(f"learned entity embeddings: mean |cosine similarity| between different tokens {off:.3f} "
-              f"(random vectors of the same width: {off_random:.3f}); near 0 means nearly orthogonal")
-        paths.append(plot_similarity(sim, os.path.join(out_dir, "embeddings_cosine.png"),
-                                     f"cosine similarity of learned entity embeddings (mean |off-diag| {off:.3f})"))
-    print("figures: " + ", ".join(paths))
-    if json_path:
-        write_json(json_path, result)
-        print(f"results: {json_path}")
-
-
-def estimate_paper_time(experiment, cfg):
-    """Time a few training steps of the configuration and project the whole run."""
-    data = make_dataset("reversal" if experiment == "embeddings" else experiment, cfg)
-    model, opt = make_model(cfg, data, cfg["seed"]), make_optimizer(cfg)
-    batch = data.train[:cfg["batch_size"]]
-    rng = np.random.default_rng(0)
-    opt.step(model.params, model.loss_and_grads(batch, rng=rng)[1])         # warm-up
-    t0 = time.perf_counter()
-    for _ in range(2):
-        opt.step(model.params, model.loss_and_grads(batch, rng=rng)[1])
-    per_step = (time.perf_counter() - t0) / 2
-    steps = math.ceil(len(data.train) / cfg["batch_size"]) * cfg["epochs"] * cfg["seeds"]
-    total = per_step * steps
-    when = f"{total:.0f} s" if total < 120 else f"{total / 60:.0f} minutes" if total < 7200 else f"{total / 3600:.1f} hours"
-    print(f"estimate: {per_step * 1000:.0f} ms per step x {steps} steps = about {when} of training "
-          f"on this machine ({cfg['backend']}). Ctrl-C stops it and still writes the results so far.")
-
-
-def cmd_gradcheck(args):
-    ok = True
-    data = reversal_data(vocab=40, entity_len=2, seed=args.seed)
-    rng = np.random.default_rng(args.seed)
-    for kind in (["bilinear", "one-layer", "gpt"] if args.model == "all" else [args.model]):
-        if kind == "bilinear":
-            model = Bilinear(30, dim=16, seed=args.seed)
-            model.params["Theta"] = rng.standard_normal((16, 16)).astype(model.dtype)
-            tokens = rng.integers(0, 30, (12, 2))
-        elif kind == "one-layer":
-            model = OneLayer(30, seed=args.seed, init_scale=0.5)
-            tokens = rng.integers(0, 30, (12, 4))
-        else:
-            model = GPT(data.vocab_size, layers=2, width=16, heads=4, pos="rotary", max_len=5, entity_len=2,
-                        dropout=0.1, seed=args.seed)
-            # O(1) random parameters instead of GPT-2's tiny init, under which attention is nearly
-            # uniform and a wrong attention gradient would hardly show
-            model.params = {k: (rng.normal(0, 0.5, v.shape) + k.endswith(".g")).astype(model.dtype)
-                            for k, v in model.params.items()}
-            tokens = data.train[:12]
-        passed, _ = check_model(model, tokens, tol=args.tol)
-        ok &= passed
-        print()
-    print("all gradients match autograd" if ok else "SOME GRADIENTS DO NOT MATCH autograd (FAIL above)")
-    return 0 if ok else 1
-
-
-def vars_of(args):
-    return {k: v for k, v in vars(args).items() if k not in ("func",)}
-
-
 # --------------------------------------------------------------------------- the parser
 
-def add_common(p, out_default):
-    p.add_argument("--seed", type=nonnegative_int, default=None, help="random seed (default: %(default)s)")
-    p.add_argument("--backend", choices=BACKENDS, default="numpy",
-                   help="array library: numpy (CPU) or cupy (GPU, needs pip install -e \".[gpu]\")")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="training precision")
-    p.add_argument("--out", default=out_default, help="folder for the figures (default: %(default)s)")
-    p.add_argument("--json", metavar="PATH", help="also write the configuration and results as JSON here")
+def add_config_options(p):
+    """One option per field of RunConfig: its default, its help, its checks."""
+    for f in dataclasses.fields(RunConfig):
+        meta = f.metadata
+        if not meta.get("command_line", True):
+            continue
+        flag, kind = "--" + f.name.replace("_", "-"), field_type(f)
+        kwargs = dict(help=meta["help"], default=f.default, metavar=meta.get("metavar"))
+        if kind is bool:
+            p.add_argument(flag, action="store_true", help=meta["help"])
+            continue
+        if "choices" in meta:
+            kwargs.update(choices=choices(f), metavar=None)
+        elif kind is int:
+            kwargs["type"] = whole_number(meta["minimum"])
+        elif kind is float:
+            kwargs["type"] = probability if f.name == "dropout" else \
+                positive_float if meta.get("strict") else nonnegative_float
+        p.add_argument(flag, **kwargs)
 
 
 def build_parser():
@@ -265,60 +131,50 @@ def build_parser():
     b.add_argument("--steps", type=positive_int, default=3000, help="gradient steps (default: %(default)s)")
     b.add_argument("--trace", type=nonnegative_int, default=0, metavar="STEPS",
                    help="print the first STEPS updates of one held-out pair, sentence by sentence")
-    add_common(b, "minirev_output/bilinear")
-    b.set_defaults(func=cmd_bilinear, seed=0)
+    b.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default: %(default)s)")
+    b.add_argument("--backend", choices=BACKENDS, default="numpy",
+                   help="array library: numpy (CPU) or cupy (GPU, needs pip install -e \".[gpu]\")")
+    b.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="training precision")
+    add_outputs(b, "minirev_output/bilinear")
 
     for name, text in (("reversal", "the reversal experiment: train A -> B, test B <- A"),
                        ("chain", "chain of thought: A -> B, B -> C trained; is A ~> C learned?"),
                        ("incontext", "the fact stated in the context: no curse"),
                        ("embeddings", "cosine similarity of the learned embeddings after the reversal run")):
         e = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
-        e.add_argument("--model", choices=("gpt", "bilinear", "one-layer"), default="gpt",
-                       help="which model (default: %(default)s)")
-        e.add_argument("--layers", type=positive_int, default=2, help="transformer blocks (default: %(default)s)")
-        e.add_argument("--width", type=positive_int, default=64,
-                       help="model width; the embedding dimension d for the bilinear model (default: %(default)s)")
-        e.add_argument("--heads", type=positive_int, default=4, help="attention heads (default: %(default)s)")
-        e.add_argument("--pos", choices=("absolute", "rotary", "none"), default="absolute",
-                       help="positional encoding (default: %(default)s)")
-        e.add_argument("--dropout", type=probability, default=0.0, help="dropout rate in training (default: 0)")
-        e.add_argument("--untied", action="store_true",
-                       help="gpt: give the output layer its own matrix instead of reusing the token embedding")
-        e.add_argument("--lr", type=positive_float, default=None,
-                       help="learning rate (default: 0.01 for gpt with AdamW; SGD with 20 for bilinear, 100 for one-layer)")
-        e.add_argument("--lr-z", type=nonnegative_float, default=0.0,
-                       help="one-layer model: learning rate of Z, the attention (default 0: frozen)")
-        e.add_argument("--weight-decay", type=nonnegative_float, default=0.01,
-                       help="AdamW's decoupled weight decay (default: %(default)s)")
-        e.add_argument("--batch-size", type=positive_int, default=64, help="minibatch size (default: %(default)s)")
-        e.add_argument("--epochs", type=positive_int, default=None,
-                       help=f"passes over the training data (default: {EXPERIMENT_DEFAULTS[name]['epochs']})")
-        e.add_argument("--eval-every", type=positive_int, default=1, help="evaluate every N epochs (default: 1)")
-        e.add_argument("--vocab", type=positive_int, default=800,
-                       help="entity vocabulary of the data generator (default: %(default)s)")
-        e.add_argument("--entity-len", type=positive_int, default=1, help="tokens per entity (default: 1)")
-        e.add_argument("--seeds", type=positive_int, default=1,
-                       help="train N models with seeds SEED, SEED+1, ... and report mean and spread")
-        e.add_argument("--trace", type=nonnegative_int, default=0, metavar="STEPS",
-                       help="print the first STEPS updates of watched held-out pairs (reversal data)")
-        e.add_argument("--save", metavar="DIR", help="save a checkpoint of the run to DIR at the end (and on Ctrl-C)")
-        e.add_argument("--save-every", type=positive_int, metavar="N", help="with --save: also every N epochs")
-        e.add_argument("--resume", metavar="DIR",
-                       help="continue the run saved in DIR (same options; --epochs may grow); saves back to DIR")
+        add_config_options(e)
         e.add_argument("--paper", action="store_true",
                        help="the paper's full configuration (24 layers, width 768, 12 heads, dropout 0.1, "
                             "3000 epochs unless --epochs is given): hours on a CPU, a GPU is advised")
-        add_common(e, f"minirev_output/{name}")
-        e.set_defaults(func=cmd_experiment, seed=1234)
+        add_outputs(e, f"minirev_output/{name}")
 
     g = sub.add_parser("gradcheck", help="check every hand-written gradient against autograd (float64)",
                        description="Differentiate each model's forward with autograd in float64 and compare it "
                                    "with the hand-written backward, one line per parameter.")
-    g.add_argument("--model", choices=("all", "bilinear", "one-layer", "gpt"), default="all")
+    g.add_argument("--model", choices=("all", *Model.registry), default="all")
     g.add_argument("--seed", type=nonnegative_int, default=0)
     g.add_argument("--tol", type=positive_float, default=1e-7, help="relative error bound (default: %(default)s)")
-    g.set_defaults(func=cmd_gradcheck)
     return parser
+
+
+def add_outputs(p, out_default):
+    p.add_argument("--out", default=out_default, help="folder for the figures (default: %(default)s)")
+    p.add_argument("--json", metavar="PATH", help="also write the configuration and results as JSON here")
+
+
+def dispatch(args):
+    """Hand the parsed options to the command (minirev/commands.py)."""
+    if args.command == "gradcheck":
+        return commands.gradcheck(list(Model.registry) if args.model == "all" else [args.model], args.seed, args.tol)
+    if args.command == "bilinear":
+        options = {k: v for k, v in vars(args).items() if k != "command"}
+        return commands.bilinear(**{k: v for k, v in options.items() if k != "json"}, json_path=args.json,
+                                 config=options)
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig) if hasattr(args, f.name)}
+    cfg = RunConfig(experiment="reversal" if args.command == "embeddings" else args.command, **given)
+    if args.paper:          # the paper's configuration; an explicit --epochs still applies
+        cfg = paper_config(cfg, keep_epochs=args.epochs is not None)
+    return commands.experiment(cfg, args.out, args.json, paper=args.paper, command=args.command)
 
 
 def main(argv=None):
@@ -330,7 +186,7 @@ def main(argv=None):
         # overflow inside NumPy is not an error here: a diverging run is caught (and named) by the
         # training loop's finite-loss check, so NumPy's own warnings would only add noise
         with np.errstate(all="ignore"):
-            return args.func(args) or 0
+            return dispatch(args) or 0
     except MinirevError as e:
         print(f"minirev: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -1,8 +1,11 @@
 """The paper's experiments as functions that return plain dicts (and draw figures).
 
-The command line (``minirev/demo.py``) is a thin layer over these; the
-lessons call them too. Every function takes an ``out`` callable for its
-printed lines (``print`` by default, ``None`` for silence).
+    result, runs = run_experiment(RunConfig(experiment="reversal", epochs=50))
+
+Science only: the data, the models, the training and the measurements. What a
+run prints lives in ``minirev/report.py``, the command line in
+``minirev/demo.py``. Every function takes an ``out`` callable for its printed
+lines (``print`` by default, ``None`` for silence).
 """
 import math
 import os
@@ -12,82 +15,35 @@ import numpy as np
 
 from . import plots
 from .backend import to_numpy
-from .bilinear import Bilinear
 from .checkpoint import load_run, save_run
+from .config import RunConfig
 from .data import chain_data, incontext_data, reversal_data
 from .errors import UsageError
-from .gpt import GPT
-from .one_layer import OneLayer
-from .optim import SGD, AdamW
-from .train import Trace, Trainer, say
-
-
-def check_out_dir(path):
-    """Fail early (before any work) if the output folder cannot be created or written."""
-    path = os.path.abspath(path)
-    probe = path
-    while not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"output folder {path} cannot be written ({probe} is not a writable folder): "
-                         "choose another with --out")
-    return path
-
-
-def check_json_path(path):
-    if path is None:
-        return None
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UsageError(f"--json {path}: the folder {folder} does not exist; create it or choose another path")
-    if not os.access(folder, os.W_OK) or os.path.isdir(path):
-        raise UsageError(f"--json {path}: cannot write a file there; choose another path")
-    return path
+from .model import Model
+from .report import progress, say
+from .trace import Trace
+from .train import Trainer
 
 
 # --------------------------------------------------------------------------- building a run
 
-# The paper's full configuration (its public code's defaults); `--paper` selects it.
-PAPER_CONFIG = dict(model="gpt", layers=24, width=768, heads=12, pos="absolute", dropout=0.1, epochs=3000,
-                    lr=0.01, weight_decay=0.01, batch_size=64)
-DEFAULT_LR = {"gpt": 0.01, "bilinear": 20.0, "one-layer": 100.0}
+def make_dataset(cfg, seed=None):
+    seed = cfg.seed if seed is None else seed
+    if cfg.experiment in ("reversal", "embeddings"):
+        return reversal_data(cfg.vocab, cfg.entity_len, seed)
+    if cfg.experiment == "chain":
+        return chain_data(cfg.vocab, cfg.entity_len, seed)
+    return incontext_data(cfg.vocab, seed=seed)
 
 
-def make_dataset(experiment, cfg):
-    if experiment in ("reversal", "embeddings"):
-        return reversal_data(cfg["vocab"], cfg["entity_len"], cfg["seed"])
-    if experiment == "chain":
-        return chain_data(cfg["vocab"], cfg["entity_len"], cfg["seed"])
-    if experiment == "incontext":
-        return incontext_data(cfg["vocab"], seed=cfg["seed"])
-    raise UsageError(f"unknown experiment {experiment!r}: choose reversal, chain, incontext or embeddings")
-
-
-def make_model(cfg, dataset, seed):
-    dtype = np.dtype(cfg.get("dtype", "float32"))
-    kind = cfg["model"]
-    if kind == "gpt":
-        return GPT(dataset.vocab_size, layers=cfg["layers"], width=cfg["width"], heads=cfg["heads"],
-                   pos=cfg["pos"], max_len=dataset.train.shape[1], dropout=cfg["dropout"],
-                   entity_len=dataset.entity_len, seed=seed, tied=not cfg.get("untied", False), dtype=dtype,
-                   backend=cfg["backend"])
-    if dataset.entity_len != 1:
-        raise UsageError(f"--model {kind} scores single-token answers: use --entity-len 1 (or --model gpt)")
-    if kind == "bilinear":
-        return Bilinear(dataset.vocab_size, cfg["width"], seed=seed, dtype=dtype, backend=cfg["backend"])
-    if kind == "one-layer":
-        return OneLayer(dataset.vocab_size, seed=seed, dtype=dtype, backend=cfg["backend"])
-    raise UsageError(f"unknown model {kind!r}: choose gpt, bilinear or one-layer")
+def make_model(cfg, dataset, seed=None):
+    """The model cfg.model names, sized for the dataset (see each model's from_config)."""
+    return Model.registry[cfg.model].from_config(cfg, dataset, cfg.seed if seed is None else seed)
 
 
 def make_optimizer(cfg):
-    """AdamW (the paper's GPT settings) for the gpt; plain SGD, as in the theory, for the others."""
-    lr = cfg["lr"] if cfg.get("lr") is not None else DEFAULT_LR[cfg["model"]]
-    if cfg["model"] == "gpt":
-        return AdamW(lr=lr, weight_decay=cfg["weight_decay"])
-    if cfg["model"] == "one-layer":
-        return SGD(lr, lrs={"Z": cfg.get("lr_z", 0.0)})
-    return SGD(lr)
+    """Each model's own: AdamW (the paper's GPT settings) for the gpt; plain SGD, as in the theory, for the others."""
+    return Model.registry[cfg.model].make_optimizer(cfg)
 
 
 def held_out_pairs(dataset, count=2):
@@ -97,65 +53,12 @@ def held_out_pairs(dataset, count=2):
     return [(seen[i], unseen[i]) for i in order[:count]]
 
 
-def logit_trace(model, sentences, labels):
-    """watch/terms for a Trace of the logit of each sentence's first answer token.
-
-    The account of a change is first order and split by parameter tensor:
-    change of logit ~ sum over tensors of <d logit / d tensor, update of tensor>.
-    It works with any optimiser, since it reads the update that was made.
-    """
-    xp, L = model.xp, model.n_target
-    sentences = np.asarray(sentences)
-    pos, answers = sentences.shape[1] - L - 1, sentences[:, -L]
-
-    def watch():
-        logits = to_numpy(model.logits(sentences))[:, 0, :]                        # (k, V)
-        return {label: float(logits[i, answers[i]]) for i, label in enumerate(labels)}
-
-    def terms(batch):
-        grads = []
-        for i in range(len(sentences)):              # one backward per watched logit
-            logits, cache = model.forward_logits(model.params, xp.asarray(sentences), xp)
-            seed = np.zeros(logits.shape, dtype=model.dtype)
-            seed[i, pos, answers[i]] = 1                                           # d logit_i / d logits
-            grads.append(model.backward_logits(xp.asarray(seed), cache))
-
-        def account(old):
-            result = {}
-            for label, g in zip(labels, grads):
-                parts = [(name, float(xp.sum(g[name] * (model.params[name] - old[name])))) for name in g]
-                result[label] = sorted(parts, key=lambda p: -abs(p[1]))
-            return result
-        return account
-
-    return watch, terms
-
-
 def make_trace(model, dataset, optimizer, steps, out=print):
     """A Trace of the first `steps` updates for a few held-out pairs, in each model's own terms."""
-    pairs = held_out_pairs(dataset)
-    name = dataset.sentence
-    if model.kind == "gpt":
-        labels = []
-        for seen, unseen in pairs:
-            labels += [f"logit({name(seen[-1:])[1:-1]} | {name(seen[:-1])[1:-1]}) trained",
-                       f"logit({name(unseen[-1:])[1:-1]} | {name(unseen[:-1])[1:-1]}) unseen"]
-        watch, terms = logit_trace(model, [s for pair in pairs for s in pair], labels)
-        say(out, "trace: watched logits, and each parameter tensor's first-order share of their change",
-            "  (first order: it approaches the actual change as the updates get small; AdamW's first steps move "
-            "every weight by about lr, large next to GPT-2's 0.02 init, so early steps are explained only "
-            "roughly; a smaller --lr gives a closer account)")
-        return Trace(model, watch, terms, steps=steps, out=out)
-    ab = [(int(seen[0]), int(seen[-1])) for seen, _ in pairs]
-    if model.kind == "bilinear":
-        say(out, f"trace: effective weights W(a->b) of held-out pairs {ab}, with each training sentence's share")
-        return Trace(model, lambda: model.watch(ab),
-                     lambda batch: model.trace_terms(batch, ab, optimizer.lr, name=name), steps=steps, out=out)
-    say(out, f"trace: Y, Z entries of held-out pairs {ab}, with each training sentence's share")
-    return Trace(model, lambda: model.watch(ab, 0, 1),
-                 lambda batch: model.trace_terms(batch, ab, 0, 1, {"Y": optimizer.lr_for("Y"),
-                                                                   "Z": optimizer.lr_for("Z")}),
-                 steps=steps, out=out)
+    pairs, name = held_out_pairs(dataset), dataset.sentence
+    say(out, model.trace_title(pairs, name))
+    return Trace(model, lambda: model.watch(pairs, name),
+                 lambda batch: model.trace_terms(batch, pairs, optimizer, name), steps=steps, out=out)
 
 
 def logit_matrix(model, group, with_relation=True, limit=60):
@@ -171,34 +74,6 @@ def logit_matrix(model, group, with_relation=True, limit=60):
     return logits[:, group[:, -L]]                                                 # (n, n)
 
 
-def _progress(out, total_epochs, n_seeds):
-    """A progress line that updates in place on a terminal (a line per 10% otherwise)."""
-    import sys
-    tty = out is print and sys.stdout.isatty()
-    start = time.perf_counter()
-    state = {"done": 0, "last_printed": -1}
-
-    def on_eval(trainer, record):
-        done = state["done"] + trainer.epoch
-        elapsed = time.perf_counter() - start
-        remaining = elapsed / max(done, 1) * (total_epochs * n_seeds - done)
-        line = (f"epoch {trainer.epoch:>5}/{total_epochs}  training NLL {record['train_nll']:7.4f}  "
-                f"validation NLL {record['val_nll']:7.3f}  elapsed {elapsed:6.1f}s  remaining ~{remaining:5.1f}s")
-        if tty:
-            sys.stdout.write("\r" + line)
-            sys.stdout.flush()
-        elif out is not None and (10 * trainer.epoch) // total_epochs > state["last_printed"]:
-            state["last_printed"] = (10 * trainer.epoch) // total_epochs
-            out(line)
-
-    def seed_done(epochs):
-        state["done"] += epochs
-        state["last_printed"] = -1
-        if tty:
-            sys.stdout.write("\n")
-    return on_eval, seed_done
-
-
 def _mean_history(histories):
     n = min(len(h) for h in histories)
     keys = [k for k in histories[0][0] if isinstance(histories[0][0][k], (int, float))]
@@ -206,41 +81,42 @@ def _mean_history(histories):
              for k in keys} for i in range(n)]
 
 
-def run_experiment(experiment, cfg, out=print):
-    """Train cfg["seeds"] models on an experiment's data; return results (JSON-ready) and the runs.
+def run_experiment(cfg, out=print):
+    """Train cfg.seeds models on cfg.experiment's data; return results (JSON-ready) and the runs.
 
     Ctrl-C stops training cleanly: the results cover the epochs completed so far.
     """
-    cfg = dict(cfg, experiment=experiment)
-    if (cfg.get("save") or cfg.get("resume")) and cfg.get("seeds", 1) > 1:
-        raise UsageError("--save and --resume keep one run: use them with --seeds 1")
-    if cfg.get("lr") is None:
-        cfg["lr"] = DEFAULT_LR[cfg["model"]]
-    seeds = [cfg["seed"] + i for i in range(cfg.get("seeds", 1))]
-    on_eval, seed_done = _progress(out, cfg["epochs"], len(seeds))
+    if not isinstance(cfg, RunConfig):
+        raise UsageError(f"run_experiment takes a RunConfig, got {type(cfg).__name__}: "
+                         "e.g. run_experiment(RunConfig(experiment='reversal', epochs=50))")
+    cfg = cfg.resolved()
+    experiment = "reversal" if cfg.experiment == "embeddings" else cfg.experiment
+    seeds = [cfg.seed + i for i in range(cfg.seeds)]
+    on_eval, seed_done = progress(out, cfg.epochs, len(seeds))
     runs, interrupted = [], False
     start = time.perf_counter()
     for s in seeds:
-        dataset = make_dataset(experiment, {**cfg, "seed": s})
+        dataset = make_dataset(cfg, s)
         model = make_model(cfg, dataset, s)
         optimizer = make_optimizer(cfg)
         if s == seeds[0]:
             say(out, dataset.summary(), f"model: {model.describe()}",
-                 f"optimizer: {optimizer.name}, lr {cfg['lr']}, batch {cfg['batch_size']}, {cfg['epochs']} epochs")
-        trace = make_trace(model, dataset, optimizer, cfg["trace"], out) if cfg.get("trace") and s == seeds[0] else None
-        trainer = Trainer(model, optimizer, dataset, batch_size=cfg["batch_size"], seed=s,
-                          eval_every=cfg.get("eval_every", 1), trace=trace)
-        if cfg.get("resume"):
-            load_run(cfg["resume"], trainer, cfg)
-            say(out, f"resumed from {cfg['resume']} at epoch {trainer.epoch}")
-        save_to = cfg.get("save") or cfg.get("resume")
+                f"optimizer: {optimizer.name}, lr {cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epochs")
+        trace = make_trace(model, dataset, optimizer, cfg.trace, out) if cfg.trace and s == seeds[0] \
+            and experiment == "reversal" else None
+        trainer = Trainer(model, optimizer, dataset, batch_size=cfg.batch_size, seed=s,
+                          eval_every=cfg.eval_every, trace=trace)
+        if cfg.resume:
+            load_run(cfg.resume, trainer, cfg)
+            say(out, f"resumed from {cfg.resume} at epoch {trainer.epoch}")
+        save_to = cfg.save or cfg.resume
 
         def on_eval_and_save(trainer, record):
             on_eval(trainer, record)
-            if save_to and cfg.get("save_every") and trainer.epoch % cfg["save_every"] == 0:
+            if save_to and cfg.save_every and trainer.epoch % cfg.save_every == 0:
                 save_run(save_to, trainer, cfg)
         try:
-            trainer.run(cfg["epochs"], on_eval=on_eval_and_save)
+            trainer.run(cfg.epochs, on_eval=on_eval_and_save)
         except KeyboardInterrupt:
             interrupted = True
             say(out, f"\ninterrupted at epoch {trainer.epoch}: reporting the epochs completed so far")
@@ -259,41 +135,12 @@ def run_experiment(experiment, cfg, out=print):
         final["val_seen_nll"] = final["val seen nll"]
     if len(runs) > 1:
         final.update({f"{k}_std": float(np.std([f[k] for f in finals])) for k in ("train_nll", "val_nll")})
-    result = dict(experiment=experiment, config=cfg, interrupted=interrupted, final=final,
+    result = dict(experiment=experiment, config=cfg.to_dict(), interrupted=interrupted, final=final,
                   history=_mean_history([r["trainer"].history for r in runs]),
                   runs=[dict(seed=r["seed"], history=r["trainer"].history) for r in runs])
     if runs[0]["trace"] is not None:
         result["trace"] = runs[0]["trace"].records
     return result, runs
-
-
-def print_report(result, runs, out=print):
-    """The table of NLL and accuracy per group, and one plain sentence about what happened."""
-    final, dataset = result["final"], runs[0]["dataset"]
-    n = len(runs)
-    say(out, "", f"{'group':<22} {'sentences':>9} {'NLL':>9} {'accuracy':>9}" + ("   (mean of %d seeds)" % n if n > 1 else ""),
-         "-" * 52)
-    for name, tokens in dataset.groups.items():
-        say(out, f"{name:<22} {len(tokens):>9} {final[name + ' nll']:>9.3f} {100 * final[name + ' acc']:>8.1f}%")
-    log_v = final["log_vocab"]
-    say(out, f"{'uniform guess, log|V|':<22} {'':>9} {log_v:>9.3f}")
-    train, val = final["train_nll"], final["val_nll"]
-    spread = f" (+- {final['val_nll_std']:.2f} over {n} seeds)" if n > 1 else ""
-    verdict = {
-        "reversal": ("worse than guessing uniformly", "the reversal curse", "better than guessing uniformly", "no curse here"),
-        "chain": ("worse than guessing uniformly", "the direct A ~> C was not learned", "better than guessing uniformly", "the direct A ~> C was learned"),
-        "incontext": ("worse than guessing uniformly", "the in-context reversal was not learned", "far below guessing uniformly", "no curse when the fact is in the context"),
-    }[dataset.name]
-    worse = val > log_v
-    if train > 0.5:
-        say(out, "", f"training NLL {train:.2f}: the model has not learned its training sentences yet, so the "
-                      f"validation NLL ({val:.2f}) says nothing about the curse; train longer (--epochs) or "
-                      "adjust --lr.")
-        return
-    what = {"reversal": "unseen direction", "chain": "direct A ~> C on validation triples",
-            "incontext": "validation"}[dataset.name]
-    say(out, "", f"training NLL {train:.2f}; {what} {val:.2f}{spread}, "
-                  f"{verdict[0] if worse else verdict[2]} ({log_v:.2f}): {verdict[1] if worse else verdict[3]}.")
 
 
 def chain_step_by_step(model, dataset):

@@ -7,7 +7,8 @@ V = vocabulary, L = entity_len (answer tokens scored), P = max_len.
     for each block h0, h1, ...:                # pre-LayerNorm, as GPT-2
         x = x + drop(attn(ln1(x)))             # rotary (if any) turns q and k inside attn
         x = x + drop(mlp(ln2(x)))              # mlp = w_proj(gelu(w_fc(.))), hidden 4C
-    logits = lnf(x) @ wte.T                    # (B, T, V)  tied: no separate lm_head
+    logits = lnf(x) @ w_out.T                  # (B, T, V)  its own output matrix, as the paper's code runs
+                                               # (tied=True: lnf(x) @ wte.T, GPT-2's tying)
 
 Dropout (GPT-2's embd/attn/resid pdrop, all equal to ``dropout``) draws its
 masks on the host from the ``rng`` passed to forward, always in the same
@@ -25,7 +26,9 @@ from .layers import (attention_backward, attention_forward, cross_entropy_backwa
                      layernorm_backward, layernorm_forward, linear_backward, linear_forward,
                      position_embedding_backward, position_embedding_forward, residual_backward,
                      residual_forward, rotary_tables, unembedding_backward, unembedding_forward)
+from . import gpt_trace
 from .model import Model
+from .optim import AdamW
 
 POS = ("none", "absolute", "rotary")
 
@@ -68,16 +71,18 @@ def block_backward(dx, cache, h, grads):  # (B, T, C) -> (B, T, C); fills grads[
 
 
 class GPT(Model):
-    """GPT-2 (HuggingFace) shrunk to taste: tied embeddings, pre-LN blocks, gelu_new.
+    """GPT-2 (HuggingFace) shrunk to taste: pre-LN blocks, gelu_new, dropout 0.1.
 
-    tied=False gives the output layer its own matrix "w_out" (V, C) instead of
-    reusing the token embedding "wte": an experiment on how the reverse
-    direction can leak through the shared embedding (lesson 8).
+    The output layer is its own matrix "w_out" (V, C) by default, because that is
+    how the paper's public code runs (docs/paper.md says why). tied=True reuses the
+    token embedding "wte" instead, as GPT-2 does: the two directions of a fact then
+    share a parameter, and the reverse direction partly leaks through it.
     """
     kind = "gpt"
+    default_lr = 0.01
 
     def __init__(self, vocab_size, layers=2, width=64, heads=4, pos="absolute", max_len=16,
-                 dropout=0.0, entity_len=1, seed=0, tied=True, dtype=np.float32, backend="numpy"):
+                 dropout=0.1, entity_len=1, seed=0, tied=False, dtype=np.float32, backend="numpy"):
         for name, value in (("vocab_size", vocab_size), ("layers", layers), ("width", width),
                             ("heads", heads), ("max_len", max_len), ("entity_len", entity_len)):
             if not isinstance(value, (int, np.integer)) or value < 1:
@@ -124,6 +129,41 @@ class GPT(Model):
         self.max_len, self.dropout, self.n_target = int(max_len), float(dropout), int(entity_len)
         self.out_name = "wte" if tied else "w_out"         # the matrix of the output layer
 
+    @classmethod
+    def from_config(cls, cfg, dataset, seed):
+        return cls(dataset.vocab_size, layers=cfg.layers, width=cfg.width, heads=cfg.heads, pos=cfg.pos,
+                   max_len=dataset.train.shape[1], dropout=cfg.dropout, entity_len=dataset.entity_len,
+                   seed=seed, tied=cfg.tied, dtype=np.dtype(cfg.dtype), backend=cfg.backend)
+
+    @staticmethod
+    def make_optimizer(cfg):
+        """AdamW, as the paper's code trains its GPT."""
+        return AdamW(lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    @classmethod
+    def gradcheck_example(cls, seed=0):
+        """Two blocks, rotary positions, dropout and two-token answers: every path of the model.
+
+        O(1) random parameters instead of GPT-2's tiny init, under which attention is
+        nearly uniform and a wrong attention gradient would hardly show.
+        """
+        rng = np.random.default_rng(seed)
+        model = cls(13, layers=2, width=16, heads=4, pos="rotary", max_len=5, entity_len=2, dropout=0.1,
+                    seed=seed)
+        model.params = {k: (rng.normal(0, 0.5, v.shape) + k.endswith(".g")).astype(model.dtype)
+                        for k, v in model.params.items()}
+        return model, rng.integers(0, 13, (12, 5))
+
+    # ---- every update readable: see minirev/gpt_trace.py -----------------------------------
+    def watch(self, pairs, name):
+        return gpt_trace.watch(self, pairs, name)
+
+    def trace_title(self, pairs, name):
+        return gpt_trace.title(pairs, name)
+
+    def trace_terms(self, tokens, pairs, optimizer, name):
+        return gpt_trace.terms(self, tokens, pairs, optimizer, name)
+
     # ---- the trunk: embeddings and blocks, (B, T) -> (B, T, C) ----------------------------
     def _check_length(self, T, answers=True):
         if self.pos == "absolute" and T > self.max_len:
@@ -169,7 +209,7 @@ class GPT(Model):
         else:
             grads["wte"] = dwte
 
-    # ---- the head: final LayerNorm and the tied output layer, (B, n, C) -> (B*n, V) -------
+    # ---- the head: final LayerNorm and the output layer, (B, n, C) -> (B*n, V) ---------------
     def _head_forward(self, params, x, xp):
         B, n, C = x.shape
         x, c_lnf = layernorm_forward(xp, x, params["lnf.g"], params["lnf.b"])  # (B, n, C)
@@ -179,7 +219,7 @@ class GPT(Model):
     def _head_backward(self, dlogits, cache):  # (B*n, V) -> dx (B, n, C), grads
         x_shape, c_lnf, c_out = cache
         grads = {}
-        # reverse order: tied output layer, then the final LayerNorm
+        # reverse order: output layer, then the final LayerNorm
         dx, grads[self.out_name] = unembedding_backward(dlogits, c_out)     # (B*n, C), (V, C)
         dx, grads["lnf.g"], grads["lnf.b"] = layernorm_backward(dx.reshape(x_shape), c_lnf)
         return dx, grads                                                    # (B, n, C)

@@ -27,10 +27,28 @@ import numpy as np
 from .backend import to_backend
 
 
-# --------------------------------------------------------------------------- cross-entropy
+# --------------------------------------------------------------------------- softmax, cross-entropy
+
+def softmax_forward(xp, x):  # (..., K) -> (..., K)
+    """p = exp(x) / sum exp(x) over the last axis; every softmax of every model is this one."""
+    e = xp.exp(x - x.max(axis=-1, keepdims=True))               # (..., K) shifted: same p, no overflow
+    p = e / e.sum(axis=-1, keepdims=True)                       # (..., K) rows sum to 1
+    return p, (xp, p)
+
+
+def softmax_backward(dp, cache):  # (..., K) -> dx (..., K)
+    xp, p = cache
+    # forward: p_k = exp(x_k) / sum_j exp(x_j), so dp_k/dx_j = p_k ([k = j] - p_j) and
+    # dx = p * (dp - sum_k p_k dp_k). It needs only the output p, not the input (llm.c).
+    return p * (dp - (p * dp).sum(axis=-1, keepdims=True))      # (..., K)
+
 
 def cross_entropy_forward(xp, logits, targets):  # (N, V), (N,) int -> scalar
-    """Mean of -log softmax(logits)[target] over the N rows."""
+    """Mean of -log softmax(logits)[target] over the N rows.
+
+    Written with the log-partition function log sum exp (not log of softmax_forward),
+    so a probability that underflows to 0 still gives a finite loss.
+    """
     shifted = logits - logits.max(axis=-1, keepdims=True)      # (N, V) same softmax, no overflow
     logz = xp.log(xp.exp(shifted).sum(axis=-1))                 # (N,)   log partition function
     picked = shifted[xp.arange(len(targets)), targets]          # (N,)   logit of the right answer
@@ -40,11 +58,48 @@ def cross_entropy_forward(xp, logits, targets):  # (N, V), (N,) int -> scalar
 
 def cross_entropy_backward(dloss, cache):  # scalar -> (N, V)
     xp, shifted, logz, targets = cache
-    # forward: loss = mean(logz - shifted[target]);  d logz / d shifted = softmax
+    # forward: loss = mean(logz - shifted[target]);  d logz / d shifted = softmax, which
+    # the forward's logz gives without a second sum: p = exp(shifted - logz)
     dlogits = xp.exp(shifted - logz[:, None])                   # (N, V) p(v | context)
     dlogits[xp.arange(len(targets)), targets] -= 1              # (N, V) p - onehot(target)
     dlogits *= dloss / len(targets)
     return dlogits
+
+
+# --------------------------------------------------------------------------- the one-layer model's pieces
+
+def l2norm_forward(xp, c):  # (B, M) -> (B, M)
+    """f = c / ||c||_2 per row: the paper's "LN" of the one-layer model (no mean, no gain)."""
+    norm = xp.sqrt((c * c).sum(axis=1, keepdims=True))          # (B, 1)
+    f = c / norm                                                # (B, M) unit rows
+    return f, (xp, f, norm)
+
+
+def l2norm_backward(df, cache):  # (B, M) -> dc (B, M)
+    xp, f, norm = cache
+    # forward: f = c / ||c||, whose Jacobian is (I - f f^T) / ||c||: the part of df along f
+    # is removed (scaling c does not change f), the rest is divided by the norm
+    return (df - f * (f * df).sum(axis=1, keepdims=True)) / norm  # (B, M)
+
+
+def token_attention_forward(xp, Z, context):  # (M, M), (B, K) int -> (B, K)
+    """The one-layer model's attention: b_t = softmax_t Z[x_q, x_t], the query x_q = x_K.
+
+    Z holds one attention logit per (query token, context token) pair: with one-hot
+    embeddings it replaces W_Q W_K^T (lesson 4 derives it).
+    """
+    s = Z[context[:, -1:], context]                             # (B, K) Z[x_q, x_t], a gather
+    b, c_soft = softmax_forward(xp, s)                          # (B, K) rows sum to 1
+    return b, (xp, context, Z.shape, c_soft)
+
+
+def token_attention_backward(db, cache):  # (B, K) -> dZ (M, M)
+    xp, context, Z_shape, c_soft = cache
+    ds = softmax_backward(db, c_soft)                           # (B, K)
+    # forward: s = Z[x_q, x_t] (a gather), so scatter ds back; a repeated (x_q, x_t) adds up
+    dZ = xp.zeros(Z_shape, dtype=ds.dtype)                      # (M, M)
+    xp.add.at(dZ, (context[:, -1:], context), ds)
+    return dZ
 
 
 # --------------------------------------------------------------------------- embeddings
@@ -260,18 +315,17 @@ def attention_forward(xp, x, w_qkv, b_qkv, w_proj, b_proj, n_head, rope=None, dr
     att = (q @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(D))       # (B, H, T, T) query t, key s
     causal = xp.arange(T)[:, None] >= xp.arange(T)              # (T, T) True where s <= t
     att = xp.where(causal, att, -1e9)                           # (B, H, T, T) no peeking ahead
-    e = xp.exp(att - att.max(axis=-1, keepdims=True))           # (B, H, T, T) stable softmax
-    p = e / e.sum(axis=-1, keepdims=True)                       # (B, H, T, T) attention weights
+    p, c_soft = softmax_forward(xp, att)                        # (B, H, T, T) attention weights
     pd, c_drop = dropout_forward(xp, p, drop_mask)              # (B, H, T, T)
     y = pd @ v                                                  # (B, H, T, D) weighted values
     y = y.transpose((0, 2, 1, 3)).reshape(B, T, C)                # (B, T, C) heads side by side
     out, c_proj = linear_forward(xp, y, w_proj, b_proj)         # (B, T, C)
-    return out, (xp, c_qkv, c_rot, q, k, v, p, pd, c_drop, c_proj)
+    return out, (xp, c_qkv, c_rot, q, k, v, c_soft, pd, c_drop, c_proj)
 
 
 def attention_backward(dout, cache):
     # (B, T, C) -> dx (B, T, C), dw_qkv (C, 3C), db_qkv (3C,), dw_proj (C, C), db_proj (C,)
-    xp, c_qkv, c_rot, q, k, v, p, pd, c_drop, c_proj = cache
+    xp, c_qkv, c_rot, q, k, v, c_soft, pd, c_drop, c_proj = cache
     B, H, T, D = q.shape
     # the layers of the forward, undone in reverse order
     # forward: out = y @ w_proj + b_proj
@@ -282,9 +336,9 @@ def attention_backward(dout, cache):
     dpd = dy @ v.swapaxes(-1, -2)                               # (B, H, T, T)
     dv = pd.swapaxes(-1, -2) @ dy                               # (B, H, T, D)
     dp = dropout_backward(dpd, c_drop)                          # (B, H, T, T)
-    # forward: p = softmax(att) over the keys, so datt = p * (dp - sum_s p * dp).
-    # Masked entries have p = 0, so xp.where(causal, att, -1e9) passes them no gradient.
-    datt = p * (dp - (p * dp).sum(axis=-1, keepdims=True))      # (B, H, T, T)
+    # forward: p = softmax(att) over the keys. Masked entries have p = 0, so
+    # xp.where(causal, att, -1e9) passes them no gradient.
+    datt = softmax_backward(dp, c_soft)                         # (B, H, T, T)
     # forward: att = (q @ k.T) / sqrt(D)
     datt *= 1.0 / math.sqrt(D)
     dq = datt @ k                                               # (B, H, T, D)

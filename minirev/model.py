@@ -7,6 +7,16 @@ function to autograd (``minirev/gradcheck.py``).
 
 Every model scores the last ``n_target`` tokens of each sentence (the answer
 entity): the loss is the mean cross-entropy over those tokens.
+
+Each model class registers itself under its ``kind`` (the name used on the
+command line), so the run configuration, the checkpoints and the command line
+find every model through ``Model.registry`` without importing any of them.
+A model class carries what a run needs of it: ``default_lr``,
+``from_config(cfg, dataset, seed)``, ``make_optimizer(cfg)``, a small
+``gradcheck_example(seed)`` shared by the tests and ``demo gradcheck``, and
+the trace's ``watch(pairs, name)``, ``trace_title(pairs, name)`` and
+``trace_terms(tokens, pairs, optimizer, name)``, where ``pairs`` is a list of
+(trained sentence, never-trained reverse sentence) and ``name`` labels a sentence.
 """
 import numpy as np
 
@@ -19,6 +29,13 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 class Model:
     kind = "model"        # the name used on the command line
     n_target = 1          # how many final tokens of a sentence are scored
+    default_lr = None     # the learning rate a run uses unless --lr says otherwise
+    registry = {}         # kind -> class, filled as each model class is defined
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            Model.registry[cls.kind] = cls
 
     def __init__(self, host_params, vocab_size, dtype=np.float32, backend="numpy", config=None):
         self.xp = get_xp(backend)
@@ -37,6 +54,23 @@ class Model:
 
     def logits(self, tokens):                                 # (B, T) -> (B, n_target, V)
         raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, cfg, dataset, seed):                 # a RunConfig -> a model for the dataset
+        raise NotImplementedError
+
+    @staticmethod
+    def make_optimizer(cfg):                                  # a RunConfig -> SGD or AdamW
+        raise NotImplementedError
+
+    @classmethod
+    def gradcheck_example(cls, seed=0):                       # -> (model, tokens) that exercise every path
+        raise NotImplementedError
+
+    @classmethod
+    def single_token_answers(cls, dataset):
+        if dataset.entity_len != 1:
+            raise UsageError(f"--model {cls.kind} scores single-token answers: use --entity-len 1 (or --model gpt)")
 
     # ---- shared -----------------------------------------------------------------------
     def describe(self):
@@ -83,17 +117,6 @@ class Model:
         twin.params = {k: twin.xp.array(to_numpy(v), dtype=twin.dtype) for k, v in self.params.items()}
         twin._moved()
         return twin
-
-    def save(self, path):
-        """Write parameters and configuration to a .npz file (see minirev/checkpoint.py)."""
-        from .checkpoint import save_model
-        return save_model(self, path)
-
-    @staticmethod
-    def load(path, backend="numpy"):
-        """The model saved at `path`, of whatever kind it is, on `backend`."""
-        from .checkpoint import load_model
-        return load_model(path, backend)
 
     def _moved(self):
         """Hook: move fixed (non-trainable) arrays after a copy to another dtype/backend."""

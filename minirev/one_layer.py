@@ -28,16 +28,10 @@ import numpy as np
 
 from .backend import to_backend, to_numpy
 from .errors import UsageError
-from .layers import cross_entropy_backward, cross_entropy_forward
+from .layers import (cross_entropy_backward, cross_entropy_forward, l2norm_backward, l2norm_forward,
+                     softmax_backward, token_attention_backward, token_attention_forward)
 from .model import Model
-
-
-def attention_forward(xp, Z, context):  # (M, M), (B, K) int -> (B, K)
-    """b_t = softmax_t Z[x_q, x_t], with the query x_q the last context token."""
-    query = context[:, -1]                                      # (B,)   x_q
-    s = Z[query[:, None], context]                              # (B, K) attention logits
-    s = s - s.max(axis=1, keepdims=True)                        # (B, K) same softmax, no overflow
-    return xp.exp(s) / xp.exp(s).sum(axis=1, keepdims=True)     # (B, K) b_t, rows sum to 1
+from .optim import SGD
 
 
 def watch_keys(a, b):
@@ -45,15 +39,10 @@ def watch_keys(a, b):
     return f"Y[{a},{b}]", f"Y[{b},{a}]", f"Y[<-,{a}]", f"attn[{a}->]({a})"
 
 
-def sentence_label(sentence, relation_fwd, relation_bwd):
-    """[12 -> 57] for a forward sentence, [57 <- 12] for a backward one."""
-    names = {relation_fwd: "->", relation_bwd: "<-"}
-    return "[" + " ".join(names.get(int(x), str(int(x))) for x in sentence) + "]"
-
-
 class OneLayer(Model):
     kind = "one-layer"
     n_target = 1
+    default_lr = 100.0
 
     def __init__(self, vocab_size, seed=0, init_scale=0.0, dtype=np.float32, backend="numpy"):
         if int(vocab_size) < 2:
@@ -61,101 +50,128 @@ class OneLayer(Model):
         if not init_scale >= 0:
             raise UsageError(f"one-layer: init_scale must be >= 0 (0 = the paper's zero start), got {init_scale}")
         M = int(vocab_size)
+        super().__init__(self.initial_params(M, seed, init_scale), M, dtype=dtype, backend=backend,
+                         config=dict(vocab_size=M, seed=seed, init_scale=init_scale))
+
+    @staticmethod
+    def initial_params(M, seed, init_scale):
         if init_scale > 0:
             rng = np.random.default_rng(seed)
-            host = {"Y": init_scale * rng.standard_normal((M, M)),
-                    "Z": init_scale * rng.standard_normal((M, M))}
-        else:                                                   # the paper starts from Y = Z = 0
-            host = {"Y": np.zeros((M, M)), "Z": np.zeros((M, M))}
-        super().__init__(host, M, dtype=dtype, backend=backend,
-                         config=dict(vocab_size=M, seed=seed, init_scale=init_scale))
+            return {"Y": init_scale * rng.standard_normal((M, M)), "Z": init_scale * rng.standard_normal((M, M))}
+        return {"Y": np.zeros((M, M)), "Z": np.zeros((M, M))}    # the paper starts from Y = Z = 0
+
+    @classmethod
+    def from_config(cls, cfg, dataset, seed):
+        cls.single_token_answers(dataset)
+        return cls(dataset.vocab_size, seed=seed, dtype=cfg.dtype, backend=cfg.backend)
+
+    @staticmethod
+    def make_optimizer(cfg):
+        """Plain SGD, as in the theory; Z has its own rate (0 by default: uniform attention)."""
+        return SGD(cfg.lr, lrs={"Z": cfg.lr_z})
+
+    @classmethod
+    def gradcheck_example(cls, seed=0):
+        rng = np.random.default_rng(seed)
+        return cls(30, seed=seed, init_scale=0.5), rng.integers(0, 30, (12, 4))
 
     def check_tokens(self, tokens):
         tokens = super().check_tokens(tokens)
         if tokens.shape[1] < 2:
-            raise UsageError(f"one-layer: sentences need at least 2 tokens (a context and the answer), "
+            raise UsageError(f"{self.kind}: sentences need at least 2 tokens (a context and the answer), "
                              f"got sentences of length {tokens.shape[1]}")
         return tokens
 
     # ---- forward and backward -------------------------------------------------------
-    def forward(self, params, tokens, xp, rng=None):  # (B, T) -> scalar
-        Y, Z = params["Y"], params["Z"]
+    def decoder(self, params):  # -> Y (M, M)
+        """The decoder matrix Y; the factorized model builds it from two factors."""
+        return params["Y"]
+
+    def forward_logits(self, params, tokens, xp):  # (B, T) -> (B, M)
         M = self.vocab_size
-        context, target = tokens[:, :-1], tokens[:, -1]         # (B, K), (B,)
-        b = attention_forward(xp, Z, context)                   # (B, K) b_t
+        context = tokens[:, :-1]                                # (B, K)
+        b, c_att = token_attention_forward(xp, params["Z"], context)  # (B, K) b_t
         onehot = xp.eye(M, dtype=self.dtype)[context]           # (B, K, M) e_{x_t}
         c = (b[:, :, None] * onehot).sum(axis=1)                # (B, M) c = sum_t b_t e_{x_t}
-        norm = xp.sqrt((c * c).sum(axis=1, keepdims=True))      # (B, 1) ||c|| >= 1/sqrt(K) > 0
-        f = c / norm                                            # (B, M) f = LN(c)
+        f, c_norm = l2norm_forward(xp, c)                       # (B, M) f = LN(c); ||c|| >= 1/sqrt(K) > 0
+        Y = self.decoder(params)                                # (M, M)
         logits = f @ Y                                          # (B, M) logits[v] = sum_u f[u] Y[u, v]
-        loss, ce_cache = cross_entropy_forward(xp, logits, target)
-        return loss, (xp, context, b, norm, f, Y, logits, ce_cache)
+        return logits, (xp, context, c_att, c_norm, f, Y)
 
-    def _per_sentence(self, cache):
-        """The backward pass up to the sum over sentences.
+    def forward(self, params, tokens, xp, rng=None):  # (B, T) -> scalar
+        logits, cache = self.forward_logits(params, tokens, xp)
+        loss, ce_cache = cross_entropy_forward(xp, logits, tokens[:, -1])
+        return loss, (cache, ce_cache)
 
-        Returns f (B, M), dlogits (B, M) and ds (B, K): sentence i alone
-        contributes dY_i = outer(f_i, dlogits_i) and, at the entries
-        Z[x_q, x_t] it read, dZ_i = ds_i. ``backward`` sums them; ``trace_terms``
-        keeps them apart.
-        """
-        xp, context, b, norm, f, Y, logits, ce_cache = cache
-        # forward: loss = mean_i cross-entropy(logits_i, target_i)
-        dlogits = cross_entropy_backward(1.0, ce_cache)         # (B, M) (p - onehot(target)) / B
-        # forward: logits = f @ Y, so df = dlogits @ Y^T (dY is summed in backward)
-        df = dlogits @ Y.T                                      # (B, M)
-        # forward: f = c / norm, whose Jacobian is (I - f f^T) / ||c||
-        dc = (df - f * (f * df).sum(axis=1, keepdims=True)) / norm  # (B, M)
-        # forward: c = sum_t b_t e_{x_t}, so db_t = dc[x_t] (a gather)
-        db = dc[xp.arange(len(context))[:, None], context]      # (B, K)
-        # forward: b = softmax_t(s), so ds_t = b_t (db_t - sum_t' b_t' db_t')
-        ds = b * (db - (b * db).sum(axis=1, keepdims=True))     # (B, K)
-        return f, dlogits, ds
+    def backward_decoder(self, dY, params):  # (M, M) -> {name: gradient}
+        return {"Y": dY}
 
     def backward(self, cache):
-        xp, context = cache[0], cache[1]
-        f, dlogits, ds = self._per_sentence(cache)
-        # forward: logits = f @ Y, so dY[u, v] = sum_i f_i[u] dlogits_i[v]
+        (xp, context, c_att, c_norm, f, Y), ce_cache = cache
+        # the layers of forward, undone in reverse order
+        dlogits = cross_entropy_backward(1.0, ce_cache)         # (B, M) (p - onehot(target)) / B
+        # forward: logits = f @ Y, so df = dlogits @ Y^T and dY[u, v] = sum_i f_i[u] dlogits_i[v]
+        df = dlogits @ Y.T                                      # (B, M)
         dY = f.T @ dlogits                                      # (M, M)
-        # forward: s = Z[x_q, x_t] (a gather), so scatter ds back; a repeated (x_q, x_t) adds up
-        dZ = xp.zeros((self.vocab_size, self.vocab_size), dtype=ds.dtype)
-        xp.add.at(dZ, (context[:, -1:], context), ds)           # (M, M)
-        return {"Y": dY, "Z": dZ}
+        dc = l2norm_backward(df, c_norm)                        # (B, M)
+        # forward: c = sum_t b_t e_{x_t}, so db_t = dc[x_t] (a gather)
+        db = dc[xp.arange(len(context))[:, None], context]      # (B, K)
+        dZ = token_attention_backward(db, c_att)                # (M, M)
+        return {**self.backward_decoder(dY, self.params), "Z": dZ}
+
+    def per_sentence(self, tokens):
+        """Each sentence's own pieces of the gradient (float64, host): f, dlogits, ds.
+
+        Sentence i alone contributes dY_i = outer(f_i, dlogits_i) and, at the entries
+        Z[x_q, x_t] it read, dZ_i = ds_i; ``backward`` sums them, the trace keeps them apart.
+        """
+        _, ((xp, context, c_att, c_norm, f, Y), ce_cache) = self.forward(self.params, to_backend(self.xp, tokens),
+                                                                          self.xp)
+        dlogits = cross_entropy_backward(1.0, ce_cache)         # (B, M)
+        dc = l2norm_backward(dlogits @ Y.T, c_norm)             # (B, M)
+        ds = softmax_backward(dc[xp.arange(len(context))[:, None], context], c_att[-1])  # (B, K)
+        return tuple(to_numpy(a).astype(np.float64) for a in (f, dlogits, ds))
 
     # ---- reading the model -------------------------------------------------------------
     def logits(self, tokens):  # (B, T) -> (B, 1, M)
         tokens = self.check_tokens(tokens)
-        _, cache = self.forward(self.params, to_backend(self.xp, tokens), self.xp)
-        *_, logits, _ = cache                                   # (B, M)
+        logits, _ = self.forward_logits(self.params, to_backend(self.xp, tokens), self.xp)   # (B, M)
         return to_numpy(logits)[:, None, :]
 
     def attention(self, tokens):  # (B, T) -> (B, K), host numpy
         tokens = self.check_tokens(tokens)
-        return to_numpy(attention_forward(self.xp, self.params["Z"], to_backend(self.xp, tokens[:, :-1])))
+        b, _ = token_attention_forward(self.xp, self.params["Z"], to_backend(self.xp, tokens[:, :-1]))
+        return to_numpy(b)
 
     def _attention_on_first(self, a, relation_fwd):
         """Attention weight on a of the context [a, ->], and its gradient dattn/dZ (M, M)."""
         probe = np.array([[a, relation_fwd]])                   # (1, 2) the context "a ->"
-        b = to_numpy(attention_forward(np, to_numpy(self.params["Z"]).astype(np.float64), probe))[0]
+        b, cache = token_attention_forward(np, to_numpy(self.params["Z"]).astype(np.float64), probe)
         on_a = (probe[0] == a).astype(np.float64)               # (2,) which positions hold a
-        attn = float(b @ on_a)
-        # attn = sum_t b_t [x_t = a]; softmax backward, then scatter into Z[x_q, x_t]
-        dattn_dZ = np.zeros((self.vocab_size, self.vocab_size))
-        np.add.at(dattn_dZ, (relation_fwd, probe[0]), b * (on_a - attn))
-        return attn, dattn_dZ
+        # attn = sum_t b_t [x_t = a], so dattn/db = on_a; then back through the softmax and the gather
+        return float(b[0] @ on_a), token_attention_backward(on_a[None, :], cache)
 
-    def watch(self, pairs, relation_fwd, relation_bwd):
-        """Current values of Y[A,B], Y[B,A], Y[<-,A] and attn[A->](A) for each pair."""
-        Y = to_numpy(self.params["Y"])
+    def watch(self, pairs, name=None):
+        """Current values of Y[A,B], Y[B,A], Y[<-,A] and attn[A->](A) for each (trained, unseen) pair."""
+        Y = to_numpy(self.decoder(self.params))
         out = {}
-        for a, b in pairs:
+        for trained, unseen in pairs:
+            a, b, relation_fwd, relation_bwd = _pair_tokens(trained, unseen)
             k_ab, k_ba, k_rel, k_attn = watch_keys(a, b)
             out[k_ab], out[k_ba] = float(Y[a, b]), float(Y[b, a])
             out[k_rel] = float(Y[relation_bwd, a])
             out[k_attn] = self._attention_on_first(a, relation_fwd)[0]
         return out
 
-    def trace_terms(self, tokens, pairs, relation_fwd, relation_bwd, lrs):
+    def trace_title(self, pairs, name=None):
+        ab = [_pair_tokens(*pair)[:2] for pair in pairs]
+        return f"trace: Y, Z entries of held-out pairs {ab}, with each training sentence's share"
+
+    def decoder_terms(self, f, dlogits, u, v):  # (B, M), (B, M) -> (B,)
+        """Sentence i's gradient of Y[u, v] (times -1/eta gives its share of the SGD change)."""
+        return f[:, u] * dlogits[:, v]
+
+    def trace_terms(self, tokens, pairs, optimizer, name=str):
         """Who moves each watched quantity in one SGD step on ``tokens``.
 
         For every key of ``watch``: a list of (sentence label, contribution),
@@ -165,10 +181,9 @@ class OneLayer(Model):
         -eta_Z <dattn/dZ, dL_i/dZ>.
         """
         tokens = self.check_tokens(tokens)
-        _, cache = self.forward(self.params, to_backend(self.xp, tokens), self.xp)
-        f, dlogits, ds = (to_numpy(a).astype(np.float64) for a in self._per_sentence(cache))
-        labels = [sentence_label(s, relation_fwd, relation_bwd) for s in tokens]
-        eta_Y, eta_Z = float(lrs["Y"]), float(lrs["Z"])
+        f, dlogits, ds = self.per_sentence(tokens)
+        labels = [name(s) for s in tokens]
+        eta_Y, eta_Z = (float(optimizer.lr_for(k)) for k in (self.decoder_names[0], "Z"))
         context = tokens[:, :-1]                                # (B, K)
 
         def ranked(values):                                     # (B,) -> [(label, value)], largest first
@@ -176,13 +191,21 @@ class OneLayer(Model):
             return sorted(terms, key=lambda term: -abs(term[1]))
 
         out = {}
-        for a, b in pairs:
+        for trained, unseen in pairs:
+            a, b, relation_fwd, relation_bwd = _pair_tokens(trained, unseen)
             k_ab, k_ba, k_rel, k_attn = watch_keys(a, b)
-            out[k_ab] = ranked(-eta_Y * f[:, a] * dlogits[:, b])
-            out[k_ba] = ranked(-eta_Y * f[:, b] * dlogits[:, a])
-            out[k_rel] = ranked(-eta_Y * f[:, relation_bwd] * dlogits[:, a])
+            out[k_ab] = ranked(-eta_Y * self.decoder_terms(f, dlogits, a, b))
+            out[k_ba] = ranked(-eta_Y * self.decoder_terms(f, dlogits, b, a))
+            out[k_rel] = ranked(-eta_Y * self.decoder_terms(f, dlogits, relation_bwd, a))
             _, dattn_dZ = self._attention_on_first(a, relation_fwd)
             # <dattn/dZ, dL_i/dZ>: sentence i's gradient lives on the entries Z[x_q, x_t] it read
             inner = (dattn_dZ[context[:, -1:], context] * ds).sum(axis=1)  # (B,)
             out[k_attn] = ranked(-eta_Z * inner)
         return out
+
+    decoder_names = ("Y",)
+
+
+def _pair_tokens(trained, unseen):
+    """(A, B, "->", "<-") of a held-out pair: the trained sentence [A, ->, B] and its unseen [B, <-, A]."""
+    return int(trained[0]), int(trained[-1]), int(trained[1]), int(unseen[1])

@@ -8,9 +8,8 @@ the loss is finite, then ``optimizer.step``. Each evaluated epoch appends a
 record to ``trainer.history``: the epoch, the training NLL, the NLL of every
 evaluation group of the dataset and the validation NLL.
 
-A :class:`Trace` watches chosen pairs and records, at every step, how much
-each watched quantity changed and which training sentence (or, for the GPT,
-which parameter tensor) is responsible for how much of it.
+A :class:`~minirev.trace.Trace` passed as ``trace`` is told before and after
+every step, and explains each update (``minirev/trace.py``).
 """
 import math
 import time
@@ -19,13 +18,7 @@ import numpy as np
 
 from .backend import to_numpy
 from .errors import RunError
-
-
-def say(out, *lines):
-    """Print lines through `out` (print by default in the callers); out=None keeps quiet."""
-    if out is not None:
-        for line in lines:
-            out(line)
+from .layers import cross_entropy_forward
 
 
 def evaluate(model, tokens):
@@ -34,10 +27,9 @@ def evaluate(model, tokens):
         return float("nan"), float("nan")
     logits = to_numpy(model.logits(tokens)).astype(np.float64)                  # (N, L, V)
     targets = np.asarray(tokens)[:, -logits.shape[1]:]                          # (N, L)
-    logz = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
-    picked = np.take_along_axis(logits, targets[..., None], -1)[..., 0]
+    nll, _ = cross_entropy_forward(np, logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
     correct = (logits.argmax(-1) == targets).all(axis=1)
-    return float((logz - picked).mean()), float(correct.mean())
+    return float(nll), float(correct.mean())
 
 
 class Trainer:
@@ -107,54 +99,3 @@ class Trainer:
                 if on_eval is not None:
                     on_eval(self, record)
         return self.history
-
-
-class Trace:
-    """Watches quantities across the first `steps` updates and explains each change.
-
-    watch():        dict name -> current value (e.g. "W(12->57)": 3.1)
-    terms(batch):   called before a step; dict name -> [(label, contribution), ...]
-                    predicting that step's change, or a function of the parameters
-                    before the step, called after it (for accounts that need the update).
-    """
-
-    def __init__(self, model, watch, terms, steps=3, top=4, out=print):
-        self.model, self.watch, self.terms = model, watch, terms
-        self.steps, self.top, self.out = steps, top, out
-        self.records = []
-
-    def before(self, batch, step):
-        self._active = step <= self.steps
-        if self._active:
-            self._step = step
-            self._before = self.watch()
-            self._old = {k: v.copy() for k, v in self.model.params.items()}
-            self._terms = self.terms(batch)
-
-    def after(self, batch):
-        if not self._active:
-            return
-        after = self.watch()
-        terms = self._terms(self._old) if callable(self._terms) else self._terms
-        record = {"step": self._step, "quantities": {}}
-        for name, before in self._before.items():
-            parts = terms.get(name, [])
-            record["quantities"][name] = dict(before=before, after=after[name], change=after[name] - before,
-                                              explained=float(sum(v for _, v in parts)), terms=parts)
-        self.records.append(record)
-        if self.out is not None:
-            self.print_record(record)
-
-    def print_record(self, record, out=None):
-        out = out or self.out or print
-        out(f"step {record['step']}")
-        for name, q in record["quantities"].items():
-            out(f"  {name:<16} {q['before']:+9.4f} -> {q['after']:+9.4f}   change {q['change']:+.3e}"
-                     f"   sum of terms {q['explained']:+.3e}")
-            if not q["terms"]:
-                out("      no term at all: nothing in this step moves it")
-            for label, value in q["terms"][:self.top]:
-                out(f"      {value:+.3e}  {label}")
-            rest = q["terms"][self.top:]
-            if rest:
-                out(f"      {sum(v for _, v in rest):+.3e}  ({len(rest)} more terms, each no larger)")

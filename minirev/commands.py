@@ -1,0 +1,103 @@
+"""What each command of ``python -m minirev.demo`` does, once its options are parsed.
+
+Each function takes plain values (a RunConfig, paths, numbers), prints what it
+found and returns an exit status; ``minirev/demo.py`` only parses and dispatches.
+"""
+import math
+import os
+import time
+
+import numpy as np
+
+from .backend import get_xp
+from .bilinear_sweep import bilinear_sweep
+from .experiments import (chain_step_by_step, draw_figures, embedding_similarity, make_dataset, make_model,
+                          make_optimizer, run_experiment)
+from .files import check_json_path, check_out_dir, write_json
+from .gradcheck import check_model
+from .model import Model
+from .plots import plot_bilinear, plot_similarity
+from .report import print_bilinear_table, print_report
+
+
+def experiment(cfg, out, json_path, paper=False, command=None):
+    """reversal, chain, incontext or embeddings (= reversal, then the embeddings' similarity)."""
+    get_xp(cfg.backend)
+    cfg = cfg.resolved()
+    out_dir, json_path = check_out_dir(out), check_json_path(json_path)
+    if cfg.save:
+        check_out_dir(cfg.save)
+    if paper:
+        print(f"--paper: the paper's full configuration (24 layers, width 768, 12 heads, dropout 0.1, "
+              f"{cfg.epochs} epochs); a GPU (--backend cupy) is advised.")
+        estimate_paper_time(cfg)
+    result, runs = run_experiment(cfg)
+    print_report(result, runs)
+    if cfg.experiment == "chain":
+        steps = chain_step_by_step(runs[0]["model"], runs[0]["dataset"])
+        result["final"].update(steps)
+        print(f"chain of thought on the validation triples: A -> B right {100 * steps['b_acc']:.1f}%, "
+              f"then B -> C right {100 * steps['step_by_step_acc']:.1f}%; "
+              f"the direct A ~> C right {100 * steps['direct_acc']:.1f}%")
+    paths = draw_figures(cfg.experiment, result, runs, out_dir)
+    if command == "embeddings":
+        sim, off, off_random = embedding_similarity(runs[0]["model"], runs[0]["dataset"])
+        result["final"].update(mean_abs_cosine=off, mean_abs_cosine_random=off_random)
+        print(f"learned entity embeddings: mean |cosine similarity| between different tokens {off:.3f} "
+              f"(random vectors of the same width: {off_random:.3f}); near 0 means nearly orthogonal")
+        paths.append(plot_similarity(sim, os.path.join(out_dir, "embeddings_cosine.png"),
+                                     f"cosine similarity of learned entity embeddings (mean |off-diag| {off:.3f})"))
+    print("figures: " + ", ".join(paths))
+    if json_path:
+        write_json(json_path, result)
+        print(f"results: {json_path}")
+
+
+def estimate_paper_time(cfg):
+    """Time a few training steps of the configuration and project the whole run."""
+    data = make_dataset(cfg)
+    model, opt = make_model(cfg, data), make_optimizer(cfg)
+    batch = data.train[:cfg.batch_size]
+    rng = np.random.default_rng(0)
+    opt.step(model.params, model.loss_and_grads(batch, rng=rng)[1])         # warm-up
+    t0 = time.perf_counter()
+    for _ in range(2):
+        opt.step(model.params, model.loss_and_grads(batch, rng=rng)[1])
+    per_step = (time.perf_counter() - t0) / 2
+    steps = math.ceil(len(data.train) / cfg.batch_size) * cfg.epochs * cfg.seeds
+    total = per_step * steps
+    when = f"{total:.0f} s" if total < 120 else f"{total / 60:.0f} minutes" if total < 7200 else f"{total / 3600:.1f} hours"
+    print(f"estimate: {per_step * 1000:.0f} ms per step x {steps} steps = about {when} of training "
+          f"on this machine ({cfg.backend}). Ctrl-C stops it and still writes the results so far.")
+
+
+def bilinear(dims, vocab, pairs, held_out, lr, steps, seed, dtype, backend, trace, out, json_path, config):
+    get_xp(backend)
+    out_dir, json_path = check_out_dir(out), check_json_path(json_path)
+    print(f"bilinear model: {pairs} pairs ({held_out} held out), vocabulary {vocab}, "
+          f"full-batch gradient descent, lr {lr}, {steps} steps")
+    data, results = bilinear_sweep(dims, vocab, pairs, held_out, lr, steps, seed, np.dtype(dtype), backend,
+                                   trace_steps=trace)
+    print_bilinear_table(results, vocab)
+    onehot = [r for r in results if r["dim"] is None]
+    if onehot:
+        r = onehot[0]
+        print(f"one-hot, held-out pairs: reverse weights {sorted(set(r['reverse_weights']))}, "
+              f"reverse probabilities {sorted(set(round(p, 12) for p in r['reverse_probs']))} (1/m = {1 / vocab})")
+    fig = plot_bilinear(results, math.log(vocab), os.path.join(out_dir, "bilinear.png"))
+    print(f"figure: {fig}")
+    if json_path:
+        write_json(json_path, dict(experiment="bilinear", config=config, results=results))
+        print(f"results: {json_path}")
+
+
+def gradcheck(kinds, seed, tol):
+    """Each model's gradient-check example (the same the tests use) against autograd."""
+    ok = True
+    for kind in kinds:
+        model, tokens = Model.registry[kind].gradcheck_example(seed)
+        passed, _ = check_model(model, tokens, tol=tol)
+        ok &= passed
+        print()
+    print("all gradients match autograd" if ok else "SOME GRADIENTS DO NOT MATCH autograd (FAIL above)")
+    return 0 if ok else 1
