@@ -195,7 +195,7 @@ def pairs_data(vocab=200, pairs=50, held_out=10, seed=0):
 
 
 def relation_pairs_data(pairs=100, both=70):
-    """The one-layer experiment of PAPER.md (Model 2): [A_i -> B_i] for every pair,
+    """The data of the one-layer reversal result (arXiv 2405.04669, section 4): [A_i -> B_i] for every pair,
     [B_i <- A_i] for the first `both` pairs; the held-out group is [B_i <- A_i] of the others.
 
     Tokens: 0 "->", 1 "<-", A_i = 2 + i, B_i = 2 + pairs + i; vocabulary M = 2 pairs + 2

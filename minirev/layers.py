@@ -19,6 +19,7 @@ Shapes (picoGPT-style comments on every line that makes a tensor):
     N = rows (examples x positions)   B = batch (sentences)   T = positions
     C = width (channels)              H = heads               D = C // H, head dim
     V = vocabulary size               P = max_len, rows of the positional table
+    M = the one-layer model's vocabulary, K = its context positions
 """
 import math
 
@@ -44,11 +45,8 @@ def softmax_backward(dp, cache):  # (..., K) -> dx (..., K)
 
 
 def cross_entropy_forward(xp, logits, targets):  # (N, V), (N,) int -> scalar
-    """Mean of -log softmax(logits)[target] over the N rows.
-
-    Written with the log-partition function log sum exp (not log of softmax_forward),
-    so a probability that underflows to 0 still gives a finite loss.
-    """
+    """Mean of -log softmax(logits)[target] over the N rows, via log sum exp (not log of
+    softmax_forward), so a probability that underflows to 0 still gives a finite loss."""
     shifted = logits - logits.max(axis=-1, keepdims=True)      # (N, V) same softmax, no overflow
     logz = xp.log(xp.exp(shifted).sum(axis=-1))                 # (N,)   log partition function
     picked = shifted[xp.arange(len(targets)), targets]          # (N,)   logit of the right answer
@@ -83,11 +81,8 @@ def l2norm_backward(df, cache):  # (B, M) -> dc (B, M)
 
 
 def token_attention_forward(xp, Z, context):  # (M, M), (B, K) int -> (B, K)
-    """The one-layer model's attention: b_t = softmax_t Z[x_q, x_t], the query x_q = x_K.
-
-    Z holds one attention logit per (query token, context token) pair: with one-hot
-    embeddings it replaces W_Q W_K^T (lesson 4 derives it).
-    """
+    """The one-layer model's attention b_t = softmax_t Z[x_q, x_t], query x_q = x_K: with one-hot
+    embeddings, Z holds one logit per (query token, context token) pair in place of W_Q W_K^T."""
     s = Z[context[:, -1:], context]                             # (B, K) Z[x_q, x_t], a gather
     b, c_soft = softmax_forward(xp, s)                          # (B, K) rows sum to 1
     return b, (xp, context, Z.shape, c_soft)

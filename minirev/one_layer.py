@@ -43,6 +43,7 @@ class OneLayer(Model):
     kind = "one-layer"
     n_target = 1
     default_lr = 100.0
+    decoder_names = ("Y",)      # the parameters that make the decoder Y
 
     def __init__(self, vocab_size, seed=0, init_scale=0.0, dtype=np.float32, backend="numpy"):
         if int(vocab_size) < 2:
@@ -96,7 +97,7 @@ class OneLayer(Model):
         f, c_norm = l2norm_forward(xp, c)                       # (B, M) f = LN(c); ||c|| >= 1/sqrt(K) > 0
         Y = self.decoder(params)                                # (M, M)
         logits = f @ Y                                          # (B, M) logits[v] = sum_u f[u] Y[u, v]
-        return logits, (xp, context, c_att, c_norm, f, Y)
+        return logits, (xp, context, c_att, c_norm, f, Y, params)
 
     def forward(self, params, tokens, xp, rng=None):  # (B, T) -> scalar
         logits, cache = self.forward_logits(params, tokens, xp)
@@ -107,7 +108,7 @@ class OneLayer(Model):
         return {"Y": dY}
 
     def backward(self, cache):
-        (xp, context, c_att, c_norm, f, Y), ce_cache = cache
+        (xp, context, c_att, c_norm, f, Y, params), ce_cache = cache
         # the layers of forward, undone in reverse order
         dlogits = cross_entropy_backward(1.0, ce_cache)         # (B, M) (p - onehot(target)) / B
         # forward: logits = f @ Y, so df = dlogits @ Y^T and dY[u, v] = sum_i f_i[u] dlogits_i[v]
@@ -117,7 +118,7 @@ class OneLayer(Model):
         # forward: c = sum_t b_t e_{x_t}, so db_t = dc[x_t] (a gather)
         db = dc[xp.arange(len(context))[:, None], context]      # (B, K)
         dZ = token_attention_backward(db, c_att)                # (M, M)
-        return {**self.backward_decoder(dY, self.params), "Z": dZ}
+        return {**self.backward_decoder(dY, params), "Z": dZ}
 
     def per_sentence(self, tokens):
         """Each sentence's own pieces of the gradient (float64, host): f, dlogits, ds.
@@ -125,7 +126,7 @@ class OneLayer(Model):
         Sentence i alone contributes dY_i = outer(f_i, dlogits_i) and, at the entries
         Z[x_q, x_t] it read, dZ_i = ds_i; ``backward`` sums them, the trace keeps them apart.
         """
-        _, ((xp, context, c_att, c_norm, f, Y), ce_cache) = self.forward(self.params, to_backend(self.xp, tokens),
+        _, ((xp, context, c_att, c_norm, f, Y, _), ce_cache) = self.forward(self.params, to_backend(self.xp, tokens),
                                                                           self.xp)
         dlogits = cross_entropy_backward(1.0, ce_cache)         # (B, M)
         dc = l2norm_backward(dlogits @ Y.T, c_norm)             # (B, M)
@@ -202,8 +203,6 @@ class OneLayer(Model):
             inner = (dattn_dZ[context[:, -1:], context] * ds).sum(axis=1)  # (B,)
             out[k_attn] = ranked(-eta_Z * inner)
         return out
-
-    decoder_names = ("Y",)
 
 
 def _pair_tokens(trained, unseen):

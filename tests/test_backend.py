@@ -217,9 +217,9 @@ def test_trainer_epochs_on_the_backend_match_numpy(fake_gpu, name):
 # ---- the experiments end to end, trace included --------------------------------------------------
 
 def experiment_cfg(model, backend):
-    return dict(model=model, layers=1, width=8, heads=2, pos="rotary", dropout=0.1, lr=None, lr_z=0.5,
-                weight_decay=0.01, batch_size=32, epochs=2, eval_every=1, vocab=40, entity_len=1, seed=1234,
-                seeds=1, trace=2, backend=backend, dtype="float64")
+    from minirev.config import RunConfig
+    return RunConfig(model=model, layers=1, width=8, heads=2, pos="rotary", lr_z=0.5, batch_size=32, epochs=2,
+                     vocab=40, trace=2, backend=backend, dtype="float64")
 
 
 @pytest.mark.parametrize("model", ["gpt", "one-layer", "bilinear"])
@@ -227,7 +227,7 @@ def test_reversal_experiment_with_trace_on_the_backend(fake_gpu, model):
     from minirev.experiments import run_experiment
     results = {}
     for backend in ("numpy", "cupy"):
-        results[backend], runs = run_experiment("reversal", experiment_cfg(model, backend), out=None)
+        results[backend], runs = run_experiment(experiment_cfg(model, backend), out=None)
     assert_on_device(runs[0]["model"].params, f"{model} experiment on the stand-in")
     host, device = results["numpy"], results["cupy"]
     for key, value in host["final"].items():
@@ -275,11 +275,11 @@ def test_a_run_saved_on_the_backend_resumes_on_the_backend_and_on_numpy(fake_gpu
 
 def test_saved_model_loads_onto_the_backend_and_onto_numpy(fake_gpu, tmp_path):
     host, tokens = MODELS["gpt-absolute"]()
-    path = host.copy(backend="cupy").save(str(tmp_path / "gpt.npz"))
-    loaded = minirev.model.Model.load(path, backend="cupy")
+    path = minirev.save_model(host.copy(backend="cupy"), str(tmp_path / "gpt.npz"))
+    loaded = minirev.load_model(path, backend="cupy")
     assert_on_device(loaded.params, "a model loaded with backend='cupy'")
     assert abs(loaded.loss(tokens) - host.loss(tokens)) <= EXACT * host.loss(tokens)
-    on_host = minirev.model.Model.load(path)
+    on_host = minirev.load_model(path)
     assert all(type(v) is np.ndarray for v in on_host.params.values())
     assert on_host.loss(tokens) == host.loss(tokens)
 

@@ -5,19 +5,18 @@ import os
 import numpy as np
 import pytest
 
-from minirev.checkpoint import load_model
+from minirev.checkpoint import load_model, save_model
+from minirev.config import RunConfig
 from minirev.errors import UsageError
 from minirev.experiments import run_experiment
 
 pytestmark = pytest.mark.train
 
-SMALL = dict(model="gpt", layers=1, width=16, heads=2, pos="absolute", dropout=0.1, lr=0.01, lr_z=0.0,
-             weight_decay=0.01, batch_size=16, vocab=40, entity_len=1, seed=3, seeds=1, dtype="float32",
-             backend="numpy", trace=0, eval_every=1)
+SMALL = RunConfig(layers=1, width=16, heads=2, batch_size=16, vocab=40, seed=3)
 
 
 def run(epochs, **extra):
-    result, runs = run_experiment("reversal", dict(SMALL, epochs=epochs, **extra), out=None)
+    result, runs = run_experiment(SMALL.replace(epochs=epochs, **extra), out=None)
     return result, runs[0]["trainer"]
 
 
@@ -90,7 +89,7 @@ def test_a_damaged_checkpoint_is_refused_and_left_in_place(checkpoint, how, mess
 
 def test_model_save_and_load_round_trip(tmp_path):
     _, trainer = run(1)
-    path = trainer.model.save(str(tmp_path / "m.npz"))
+    path = save_model(trainer.model, str(tmp_path / "m.npz"))
     twin = load_model(path)
     assert twin.kind == "gpt" and twin.config == trainer.model.config
     for name, value in trainer.model.params.items():

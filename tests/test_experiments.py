@@ -8,17 +8,16 @@ import math
 import numpy as np
 import pytest
 
+from minirev.config import RunConfig
 from minirev.experiments import chain_step_by_step, embedding_similarity, run_experiment
 
 pytestmark = pytest.mark.experiments
 
-SMALL = dict(model="gpt", layers=1, width=32, heads=2, pos="absolute", dropout=0.0, lr=0.01, lr_z=0.0,
-             weight_decay=0.01, batch_size=32, entity_len=1, seed=1234, seeds=1, dtype="float32",
-             backend="numpy", trace=0, eval_every=5)
+SMALL = RunConfig(layers=1, width=32, heads=2, batch_size=32, eval_every=5)     # the defaults otherwise
 
 
 def run(experiment, **changes):
-    return run_experiment(experiment, dict(SMALL, **changes), out=None)
+    return run_experiment(SMALL.replace(experiment=experiment, **changes), out=None)
 
 
 def test_reversal_curse_in_a_small_gpt():
@@ -36,11 +35,11 @@ def test_untied_output_layer_makes_the_curse_complete():
     the best of the held-out answers); with its own output matrix it is at chance."""
     from minirev.experiments import logit_matrix
     hits = {}
-    for untied in (False, True):
-        _, runs = run("reversal", vocab=200, epochs=60, untied=untied)
+    for tied in (True, False):
+        _, runs = run("reversal", vocab=200, epochs=60, tied=tied)
         M = logit_matrix(runs[0]["model"], runs[0]["dataset"].groups["val unseen"])
-        hits[untied] = (M.argmax(1) == np.arange(len(M))).mean()
-    assert hits[True] <= 0.2 < hits[False], f"right answer ranked first: tied {hits[False]:.2f}, untied {hits[True]:.2f}"
+        hits[tied] = (M.argmax(1) == np.arange(len(M))).mean()
+    assert hits[False] <= 0.2 < hits[True], f"right answer ranked first: tied {hits[True]:.2f}, untied {hits[False]:.2f}"
 
 
 def test_reversal_curse_in_the_one_layer_model():
@@ -96,9 +95,7 @@ def test_several_seeds_give_a_mean_and_a_spread():
 
 @pytest.mark.slow
 def test_demo_reversal_defaults_show_the_curse():
-    from minirev.demo import EXPERIMENT_DEFAULTS
-    result, _ = run("reversal", layers=2, width=64, heads=4, batch_size=64, vocab=800, eval_every=1,
-                    **EXPERIMENT_DEFAULTS["reversal"])
+    result, _ = run_experiment(RunConfig(), out=None)
     final = result["final"]
     assert final["train_nll"] < 0.05 and final["val_seen_nll"] < 0.5 and final["val_nll"] > final["log_vocab"]
 

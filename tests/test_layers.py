@@ -10,10 +10,10 @@ import pytest
 
 from minirev import layers as L
 from minirev.gradcheck import check_layer
+from gradients import TOL, assert_gradients_match
 
 pytestmark = pytest.mark.layers
 
-TOL = 1e-7
 B, T, C, H = 2, 5, 12, 3          # T > 3 so causal masking has something to hide
 D = C // H
 
@@ -23,9 +23,7 @@ def rand(*shape, seed=0, scale=1.0):
 
 
 def assert_layer(forward, backward, inputs, wrt, name):
-    ok, rows = check_layer(forward, backward, inputs, wrt=wrt, tol=TOL, title=f"{name}:")
-    bad = [f"{r['name']} rel.err {r['rel_error']:.1e}" for r in rows if not r["ok"]]
-    assert ok, f"{name}: hand-written backward disagrees with autograd for {', '.join(bad)}"
+    assert_gradients_match(check_layer(forward, backward, inputs, wrt=wrt, tol=TOL, title=f"{name}:"), name)
 
 
 # ---- embeddings ----------------------------------------------------------------------------

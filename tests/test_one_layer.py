@@ -19,7 +19,7 @@ from minirev.optim import SGD
 
 pytestmark = pytest.mark.one_layer
 
-# The reversal data of PAPER.md Model 2: token 0 is "->", token 1 is "<-",
+# The reversal data of the paper's one-layer experiment (section 4): token 0 is "->", token 1 is "<-",
 # A_i = 2 + i, B_i = 102 + i; the first 70 pairs are trained both ways.
 FWD, BWD = 0, 1
 DATA = relation_pairs_data(pairs=100, both=70)
@@ -42,8 +42,8 @@ def p_answer(model, sentences):
 
 
 def sgd_for(tokens, lr_Z=0.0):
-    # PAPER.md's eta_Y = 1 is a step on the SUM of the sentence losses; minirev's
-    # loss is the MEAN, so the same step is lr = (number of sentences).
+    # eta_Y = 1 on the SUM of the sentence losses (as the theory writes gradient descent);
+    # minirev's loss is the MEAN, so the same step is lr = (number of sentences).
     return SGD(lr=float(len(tokens)), lrs={"Z": lr_Z})
 
 
@@ -109,13 +109,13 @@ def test_attention_stays_uniform_when_Z_is_frozen(reversal_run):
 
 def test_training_sentences_are_learned(reversal_run):
     p = reversal_run["p_train"].mean()
-    assert p > 0.9, f"mean p(correct) on the 170 training sentences is only {p:.3f} (PAPER: 0.978)"
+    assert p > 0.9, f"mean p(correct) on the 170 training sentences is only {p:.3f} (lesson 4 measures 0.978)"
 
 
 def test_forward_weight_Y_AB_grows_every_step(reversal_run):
     growth = np.diff(reversal_run["Y_AB"], axis=0)                  # (STEPS, N_PAIRS)
     assert (growth > 0).all(), "Y[A, B] must rise at every step for every pair"
-    assert reversal_run["Y_AB"][-1].mean() > 5, "Y[A, B] should be large after 100 steps (PAPER: 11.8)"
+    assert reversal_run["Y_AB"][-1].mean() > 5, "Y[A, B] should be large after 100 steps (lesson 4 measures 11.8)"
 
 
 def test_held_out_reverse_weight_never_moves(reversal_run):
@@ -146,23 +146,32 @@ def trained_float64():
     return model, tokens
 
 
+def pairs_of(*ab):
+    """The trace's (trained sentence, never-trained reverse) pairs for (A, B) token pairs."""
+    return [(np.array([a, FWD, b]), np.array([b, BWD, a])) for a, b in ab]
+
+
+def optimizer(lrs):
+    return SGD(lr=lrs["Y"], lrs={"Z": lrs["Z"]})
+
+
 def one_step(model, tokens, lrs):
     """A stepped twin; the original is left as it was."""
     twin = model.copy()
     twin.params = {k: v.copy() for k, v in twin.params.items()}   # copy() may share same-dtype arrays
     _, grads = twin.loss_and_grads(tokens)
-    SGD(lr=lrs["Y"], lrs={"Z": lrs["Z"]}).step(twin.params, grads)
+    optimizer(lrs).step(twin.params, grads)
     return twin
 
 
 def test_trace_of_Y_sums_to_the_actual_step(trained_float64):
     model, tokens = trained_float64
-    pairs = [(int(A[i]), int(B[i])) for i in (0, 69, 70, 99)]
+    ab = [(int(A[i]), int(B[i])) for i in (0, 69, 70, 99)]
     lrs = {"Y": float(len(tokens)), "Z": 20.0}
-    terms = model.trace_terms(tokens, pairs, FWD, BWD, lrs)
-    before = model.watch(pairs, FWD, BWD)
-    after = one_step(model, tokens, lrs).watch(pairs, FWD, BWD)
-    for a, b in pairs:
+    terms = model.trace_terms(tokens, pairs_of(*ab), optimizer(lrs), DATA.sentence)
+    before = model.watch(pairs_of(*ab))
+    after = one_step(model, tokens, lrs).watch(pairs_of(*ab))
+    for a, b in ab:
         for key in watch_keys(a, b)[:3]:                          # the three Y entries
             predicted = sum(v for _, v in terms[key])
             actual = after[key] - before[key]
@@ -178,8 +187,8 @@ def test_trace_of_attention_is_first_order(trained_float64):
     errors = []
     for eta_Z in (4.0, 1.0):
         lrs = {"Y": float(len(tokens)), "Z": eta_Z}
-        predicted = sum(v for _, v in model.trace_terms(tokens, [(a, b)], FWD, BWD, lrs)[key])
-        actual = one_step(model, tokens, lrs).watch([(a, b)], FWD, BWD)[key] - model.watch([(a, b)], FWD, BWD)[key]
+        predicted = sum(v for _, v in model.trace_terms(tokens, pairs_of((a, b)), optimizer(lrs), DATA.sentence)[key])
+        actual = one_step(model, tokens, lrs).watch(pairs_of((a, b)))[key] - model.watch(pairs_of((a, b)))[key]
         assert actual != 0 and abs(predicted - actual) < 0.05 * abs(actual), (
             f"{key} at eta_Z={eta_Z}: first-order prediction {predicted:.3e} vs actual change {actual:.3e}")
         errors.append(abs(predicted - actual))
@@ -189,7 +198,7 @@ def test_trace_of_attention_is_first_order(trained_float64):
 def test_trace_terms_are_labelled_and_sorted(trained_float64):
     model, tokens = trained_float64
     a, b = int(A[0]), int(B[0])
-    terms = model.trace_terms(tokens, [(a, b)], FWD, BWD, {"Y": 1.0, "Z": 1.0})
+    terms = model.trace_terms(tokens, pairs_of((a, b)), optimizer({"Y": 1.0, "Z": 1.0}), DATA.sentence)
     assert terms[f"Y[{a},{b}]"] == [(f"[{a} -> {b}]", terms[f"Y[{a},{b}]"][0][1])], \
         "Y[A, B] is moved by the sentence 'A -> B' alone"
     for key, listed in terms.items():
@@ -200,7 +209,8 @@ def test_trace_terms_are_labelled_and_sorted(trained_float64):
 def test_trace_of_a_held_out_pair(trained_float64):
     model, tokens = trained_float64
     a, b = int(A[HELD_OUT[0]]), int(B[HELD_OUT[0]])
-    terms = model.trace_terms(tokens, [(a, b)], FWD, BWD, {"Y": float(len(tokens)), "Z": 20.0})
+    terms = model.trace_terms(tokens, pairs_of((a, b)), optimizer({"Y": float(len(tokens)), "Z": 20.0}),
+                              DATA.sentence)
     assert terms[f"Y[{b},{a}]"] == [], "no sentence may move Y[B, A] of a held-out pair"
     pushes = terms[f"Y[<-,{a}]"]
     assert pushes and all(v < 0 for _, v in pushes), (

@@ -6,7 +6,8 @@ from minirev.bilinear import Bilinear
 from minirev.data import pairs_data
 from minirev.errors import UsageError
 from minirev.optim import SGD, AdamW
-from minirev.train import Trace, Trainer, evaluate
+from minirev.trace import Trace
+from minirev.train import Trainer, evaluate
 
 pytestmark = pytest.mark.train
 
@@ -74,10 +75,10 @@ def test_trace_records_before_after_and_terms_for_the_first_steps_only():
     data = pairs_data(vocab=60, pairs=20, held_out=5, seed=0)
     model = Bilinear(60, None)
     x, y = (int(t) for t in data.groups["reversal"][0][::-1])
-    lines = []
-    trace = Trace(model, lambda: model.watch([(x, y)]), lambda batch: model.trace_terms(batch, [(x, y)], 2.0),
+    lines, opt, pair = [], SGD(2.0), [(np.array([x, y]), np.array([y, x]))]
+    trace = Trace(model, lambda: model.watch(pair), lambda batch: model.trace_terms(batch, pair, opt),
                   steps=2, out=lines.append)
-    Trainer(model, SGD(2.0), data, trace=trace).run(5)
+    Trainer(model, opt, data, trace=trace).run(5)
     assert [r["step"] for r in trace.records] == [1, 2]
     fwd, rev = trace.records[0]["quantities"][f"W({x}->{y})"], trace.records[0]["quantities"][f"W({y}->{x})"]
     assert fwd["change"] > 0 and fwd["explained"] == pytest.approx(fwd["change"], rel=1e-6)
