@@ -42,6 +42,21 @@ class Dataset:
     def sentence(self, row):
         return "[" + " ".join(self.token_name(t) for t in row) + "]"
 
+    def answer_alphabets(self, rows):  # (n, T) -> (n, a)
+        """For each sentence, the tokens its first answer token is drawn from (its alphabet).
+
+        A model that knew the alphabet and nothing about the pair would score
+        log(alphabet size) per answer token: a stricter yardstick than log |V|.
+        """
+        alphabets = self.info["alphabets"]
+        first = np.asarray(rows)[:, -self.entity_len]
+        found = [next(a for a in alphabets if t in a) for t in first]
+        return np.stack(found)
+
+    def log_alphabet(self):
+        """The NLL of a uniform guess within the answer's alphabet, per answer (entity_len tokens)."""
+        return self.entity_len * float(np.log(len(self.info["alphabets"][0])))
+
     def summary(self):
         sizes = ", ".join(f"{k} {len(v)}" for k, v in self.groups.items())
         return f"{self.name} data: {len(self.train)} training sentences ({sizes}); vocabulary {self.vocab_size}"
@@ -86,6 +101,8 @@ def reversal_data(vocab=800, entity_len=1, seed=1234, split=0.7):
     rs.shuffle(order)
     cutoff = round(size * split)
     both, held = order[:cutoff], order[cutoff:]
+    if entity_len == 3:               # as the public code: the first 100 pairs both ways, 50 held out
+        both, held = both[:100], held[:50]
     if len(held) == 0 or len(both) == 0:
         raise UsageError(f"vocabulary {vocab} gives {size} pairs, too few for a train/validation split: "
                          "use --vocab 8 or more")
@@ -105,7 +122,8 @@ def reversal_data(vocab=800, entity_len=1, seed=1234, split=0.7):
     }
     return Dataset("reversal", train.astype(np.int64), {k: v.astype(np.int64) for k, v in groups.items()},
                    vocab_size=vocab + 2, entity_len=entity_len,
-                   info=dict(vocab=vocab, seed=seed, pairs=size, x_words=x_words, y_words=y_words))
+                   info=dict(vocab=vocab, seed=seed, pairs=size, x_words=x_words, y_words=y_words,
+                             alphabets=[np.sort(x_alphabet), np.sort(y_alphabet)]))
 
 
 def chain_data(vocab=800, entity_len=1, seed=1234, split=0.7):
@@ -140,7 +158,7 @@ def chain_data(vocab=800, entity_len=1, seed=1234, split=0.7):
               "B given A (val)": x0y[va], "C given B (val)": y0z[va], "C given A (val)": x1z[va]}
     return Dataset("chain", train.astype(np.int64), {k: v.astype(np.int64) for k, v in groups.items()},
                    vocab_size=vocab + 2, entity_len=entity_len, val_group="C given A (val)",
-                   info=dict(vocab=vocab, seed=seed, triples=size))
+                   info=dict(vocab=vocab, seed=seed, triples=size, alphabets=[np.sort(a) for a in (xa, ya, za)]))
 
 
 def incontext_data(vocab=800, n_x=100, n_y=10, seed=1234, split=0.7):
@@ -167,7 +185,8 @@ def incontext_data(vocab=800, n_x=100, n_y=10, seed=1234, split=0.7):
         val.extend(rows[n_train:])
     train, val = np.array(train, dtype=np.int64), np.array(val, dtype=np.int64)
     return Dataset("incontext", train, {"train": train, "val": val}, vocab_size=vocab + 3,
-                   val_group="val", info=dict(vocab=vocab, seed=seed, n_x=n_x, n_y=n_y))
+                   val_group="val", info=dict(vocab=vocab, seed=seed, n_x=n_x, n_y=n_y,
+                                              alphabets=[np.sort(xs), np.sort(ys)]))
 
 
 def pairs_data(vocab=200, pairs=50, held_out=10, seed=0):

@@ -61,6 +61,20 @@ def make_trace(model, dataset, optimizer, steps, out=print):
                  lambda batch: model.trace_terms(batch, pairs, optimizer, name), steps=steps, out=out)
 
 
+def alphabet_rank(model, dataset):
+    """Where the right answer ranks among its alphabet's tokens, on the validation group.
+
+    val_rank: the mean rank of the right first answer token (1 = best; chance is
+    (a + 1) / 2 for an alphabet of a tokens); val_top1: how often it ranks first.
+    """
+    rows = dataset.groups[dataset.val_group]
+    logits = to_numpy(model.logits(rows))[:, 0, :]                                 # (n, V)
+    candidates = np.take_along_axis(logits, dataset.answer_alphabets(rows), 1)     # (n, a)
+    right = logits[np.arange(len(rows)), rows[:, -model.n_target]]                 # (n,)
+    rank = 1 + (candidates > right[:, None]).sum(1)                                 # (n,)
+    return dict(val_rank=float(rank.mean()), val_top1=float((rank == 1).mean()))
+
+
 def logit_matrix(model, group, with_relation=True, limit=60):
     """M[i, j] = logit(first token of answer j | sentence i's prefix), for up to `limit` sentences.
 
@@ -101,7 +115,8 @@ def run_experiment(cfg, out=print):
         optimizer = make_optimizer(cfg)
         if s == seeds[0]:
             say(out, dataset.summary(), f"model: {model.describe()}",
-                f"optimizer: {optimizer.name}, lr {cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epochs")
+                f"optimizer: {optimizer.describe()}; batch {cfg.batch_size}, {cfg.epochs} epochs; "
+                "loss on the answer tokens only")
         trace = make_trace(model, dataset, optimizer, cfg.trace, out) if cfg.trace and s == seeds[0] \
             and experiment == "reversal" else None
         trainer = Trainer(model, optimizer, dataset, batch_size=cfg.batch_size, seed=s,
@@ -126,18 +141,18 @@ def run_experiment(cfg, out=print):
         runs.append(dict(seed=s, model=model, dataset=dataset, trainer=trainer, trace=trace))
         if interrupted:
             break
-    finals = [r["trainer"].history[-1] for r in runs]
+    finals = [dict(r["trainer"].history[-1], **alphabet_rank(r["model"], r["dataset"])) for r in runs]
     dataset = runs[0]["dataset"]
     final = {k: float(np.mean([f[k] for f in finals])) for k in finals[0] if k not in ("epoch", "step")}
     final.update(epochs=finals[0]["epoch"], log_vocab=math.log(dataset.vocab_size),
-                 seconds=time.perf_counter() - start)
+                 log_alphabet=dataset.log_alphabet(), seconds=time.perf_counter() - start)
     if "val seen nll" in final:
         final["val_seen_nll"] = final["val seen nll"]
     if len(runs) > 1:
         final.update({f"{k}_std": float(np.std([f[k] for f in finals])) for k in ("train_nll", "val_nll")})
     result = dict(experiment=experiment, config=cfg.to_dict(), interrupted=interrupted, final=final,
                   history=_mean_history([r["trainer"].history for r in runs]),
-                  runs=[dict(seed=r["seed"], history=r["trainer"].history) for r in runs])
+                  runs=[dict(seed=r["seed"], final=f, history=r["trainer"].history) for r, f in zip(runs, finals)])
     if runs[0]["trace"] is not None:
         result["trace"] = runs[0]["trace"].records
     return result, runs
@@ -180,7 +195,8 @@ def draw_figures(experiment, result, runs, out_dir):
     paths = [plots.plot_nll_curves([r["trainer"].history for r in runs], result["final"]["log_vocab"],
                                    os.path.join(out_dir, f"{experiment}_nll.png"),
                                    f"{experiment}: {model.kind}, {len(dataset.train)} training sentences",
-                                   val_label=f"validation ({dataset.val_group})")]
+                                   val_label=f"validation ({dataset.val_group})",
+                                   log_alphabet=result["final"]["log_alphabet"])]
     if experiment in ("reversal", "chain"):
         ncols = 2 if experiment == "reversal" else 3
         for with_rel, suffix, how in ((True, "", "given entity AND relation token"),

@@ -154,6 +154,12 @@ class GPT(Model):
                         for k, v in model.params.items()}
         return model, rng.integers(0, 13, (12, 5))
 
+    def describe(self):
+        return (f"gpt [{self.dtype.name}, {self.backend}]: {self.n_layer} layers, width {self.params['wte'].shape[1]}, "
+                f"{self.n_head} heads, {self.pos} positions, "
+                f"{'tied output layer (wte)' if self.out_name == 'wte' else 'untied output layer (w_out)'}, "
+                f"dropout {self.dropout}; {self.num_params():,} parameters")
+
     # ---- every update readable: see minirev/gpt_trace.py -----------------------------------
     def watch(self, pairs, name):
         return gpt_trace.watch(self, pairs, name)

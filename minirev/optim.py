@@ -44,6 +44,10 @@ class SGD(Optimizer):
     """theta <- theta - lr * grad: the update the paper's theorems are about."""
     name = "sgd"
 
+    def describe(self):
+        others = "".join(f", {k} {v}" for k, v in self.lrs.items())
+        return f"sgd, lr {self.lr}{others}"
+
     def step(self, params, grads):
         self.t += 1
         for name, p in params.items():
@@ -59,6 +63,10 @@ class AdamW(Optimizer):
     (PyTorch's AdamW default, which the public code ends up using).
     """
     name = "adamw"
+
+    def describe(self):
+        return (f"adamw, lr {self.lr}, betas ({self.beta1}, {self.beta2}), weight decay {self.weight_decay} "
+                "on every tensor")
 
     def __init__(self, lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, lrs=None):
         super().__init__(lr, lrs)

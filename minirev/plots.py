@@ -37,7 +37,7 @@ def plot_bilinear(results, log_m, path):
     return _save(fig, path)
 
 
-def plot_nll_curves(histories, log_vocab, path, title, val_label="validation (unseen direction)"):
+def plot_nll_curves(histories, log_vocab, path, title, val_label="validation (unseen direction)", log_alphabet=None):
     """Training and validation NLL over epochs; mean and min-max band when several seeds ran."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     n = min(len(h) for h in histories)
@@ -49,6 +49,9 @@ def plot_nll_curves(histories, log_vocab, path, title, val_label="validation (un
         if len(histories) > 1:
             ax.fill_between(epochs, values.min(0), values.max(0), color=color, alpha=0.2)
     ax.axhline(log_vocab, color="gray", ls="--", lw=1, label=f"log |V| = {log_vocab:.2f} (uniform guess)")
+    if log_alphabet is not None:
+        ax.axhline(log_alphabet, color="gray", ls=":", lw=1,
+                   label=f"log {np.exp(log_alphabet):.0f} = {log_alphabet:.2f} (uniform within the answer's alphabet)")
     ax.set(xlabel="epoch", ylabel="negative log-likelihood (nats)", title=title)
     ax.legend()
     return _save(fig, path)
