@@ -52,11 +52,12 @@ LEARNED = {"reversal": "no curse here", "chain": "the direct A ~> C was learned"
            "incontext": "no curse when the fact is in the context"}
 
 
-def spread(values, fmt=".2f"):
+def spread(values, fmt=".2f", unit=""):
     """'4.1' for one value; 'mean 4.1 (min 3.2, max 5.0)' for several."""
+    f = lambda v: format(v, fmt) + unit                                            # noqa: E731
     if len(values) == 1:
-        return format(values[0], fmt)
-    return f"mean {format(np.mean(values), fmt)} (min {format(min(values), fmt)}, max {format(max(values), fmt)})"
+        return f(values[0])
+    return f"mean {f(np.mean(values))} (min {f(min(values))}, max {f(max(values))})"
 
 
 def verdict(name, train, vals, log_v, log_a):
@@ -82,6 +83,17 @@ def verdict(name, train, vals, log_v, log_a):
                    "no verdict holds for every seed; run more epochs or seeds.")
 
 
+def rank_note(ranks, size):
+    """What the rank within the alphabet adds to the NLL, when it holds for every seed."""
+    chance, every = (size + 1) / 2, "" if len(ranks) == 1 else " for every seed"
+    if min(ranks) >= chance:
+        return f" The right answer ranks no better than chance within its alphabet{every}."
+    if max(ranks) < chance / 2:
+        return (f" Yet the right answer ranks near the top of its alphabet{every} (mean rank at most "
+                f"{max(ranks):.1f} of {size}, chance {chance:.1f}): part of the pair leaks through.")
+    return ""
+
+
 def print_report(result, runs, out=print):
     """The table of NLL and accuracy per group, the two yardsticks, and one plain sentence."""
     final, dataset = result["final"], runs[0]["dataset"]
@@ -98,10 +110,10 @@ def print_report(result, runs, out=print):
     size = round(math.exp(log_a / dataset.entity_len))
     say(out, f"rank of the right answer within its alphabet of {size} ({dataset.val_group}): "
              f"{spread(ranks, '.1f')}, chance {(size + 1) / 2:.1f}; ranked first "
-             f"{spread([100 * r['final']['val_top1'] for r in result['runs']], '.0f')}%")
+             f"{spread([100 * r['final']['val_top1'] for r in result['runs']], '.0f', '%')}")
     train = [r["final"]["train_nll"] for r in result["runs"]]
     vals = [r["final"]["val_nll"] for r in result["runs"]]
-    say(out, "", verdict(dataset.name, train, vals, log_v, log_a))
+    say(out, "", verdict(dataset.name, train, vals, log_v, log_a) + rank_note(ranks, size))
 
 
 def print_bilinear_table(results, vocab, out=print):
