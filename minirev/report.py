@@ -125,6 +125,8 @@ def print_bilinear_table(results, vocab, out=print):
                   f"{r['reversal_start']:>8.3f} -> {r['reversal_end']:<8.3f} "
                   f"{r['forward_weight']:>9.3f} {r['reverse_weight']:>9.3f} {r['eps']:>8.4f}")
     say(out, f"log m = {log_m:.3f} is the loss of a uniform guess. W are means over the held-out pairs;",
-         "eps = log(L_rev/L_rev0) / log(L/L0): near 0 means the reversal loss did not follow the training loss.")
+         "eps = log(L_rev/L_rev0) / log(L/L0), the exponent in the theorem's bound L_rev/L_rev0 >= (L/L0)^eps:",
+         "near 0, the reversal loss did not follow the training loss down; below 0, it went UP while the training",
+         "loss fell (the bound then holds with room to spare).")
 
 
