@@ -49,7 +49,7 @@ class OneLayer(Model):
         if int(vocab_size) < 2:
             raise UsageError(f"one-layer: vocab_size must be at least 2, got {vocab_size}")
         if not init_scale >= 0:
-            raise UsageError(f"one-layer: init_scale must be >= 0 (0 = the paper's zero start), got {init_scale}")
+            raise UsageError(f"one-layer: init_scale must be >= 0 (0 = a zero start), got {init_scale}")
         M = int(vocab_size)
         super().__init__(self.initial_params(M, seed, init_scale), M, dtype=dtype, backend=backend,
                          config=dict(vocab_size=M, seed=seed, init_scale=init_scale))
@@ -59,7 +59,7 @@ class OneLayer(Model):
         if init_scale > 0:
             rng = np.random.default_rng(seed)
             return {"Y": init_scale * rng.standard_normal((M, M)), "Z": init_scale * rng.standard_normal((M, M))}
-        return {"Y": np.zeros((M, M)), "Z": np.zeros((M, M))}    # the paper starts from Y = Z = 0
+        return {"Y": np.zeros((M, M)), "Z": np.zeros((M, M))}    # Y = Z = 0: uniform p and attention
 
     @classmethod
     def from_config(cls, cfg, dataset, seed):

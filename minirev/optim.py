@@ -59,7 +59,7 @@ class SGD(Optimizer):
 class AdamW(Optimizer):
     """Adam with bias-corrected moments and decoupled weight decay (Loshchilov & Hutter).
 
-    Defaults are the paper's: lr 0.01, betas (0.9, 0.999), eps 1e-8, weight decay 0.01
+    Defaults are the paper's public code's (docs/paper.md, section 4): lr 0.01, betas (0.9, 0.999), eps 1e-8, weight decay 0.01
     (PyTorch's AdamW default, which the public code ends up using).
     """
     name = "adamw"
