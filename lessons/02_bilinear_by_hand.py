@@ -9,9 +9,13 @@
 # and against autograd (`minirev.check_model`), and see the check FAIL on a
 # gradient that is transposed, doubled, of the wrong sign, or missing its 1/B.
 #
-# **Time:** about 30 minutes. The code runs in about a second.
+# **Time:** about 30 minutes of reading. The code, measured on 2 cores:
+# TIME_FULL s full, TIME_FAST s fast (the sizes are the same in both modes).
 #
-# The model (PAPER.md, "Model 1"): every token v of a vocabulary of m tokens
+# Paper: arXiv 2405.04669, §3 (the bilinear model and its gradient);
+# `docs/paper.md`, §2 "Model 1", says the same in plain words.
+#
+# The model: every token v of a vocabulary of m tokens
 # has a FIXED embedding u_v in R^d (Gaussian N(0, I/d) here). The only trainable
 # parameter is a d x d matrix Theta, unconstrained (not symmetric):
 #
@@ -24,8 +28,10 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
+if not os.path.isfile(os.path.join(HERE, "exercise.py")):  # a kernel started in the repository root
+    HERE = os.path.join(HERE, "lessons")
 sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, out_dir, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
+from exercise import FAST, check, lesson, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
 
 import matplotlib  # noqa: E402
 
@@ -36,7 +42,7 @@ import numpy as np  # noqa: E402
 from minirev import SGD, Bilinear, check_model, pairs_data  # noqa: E402
 from minirev.layers import cross_entropy_backward, cross_entropy_forward  # noqa: E402
 
-OUT = out_dir("02_bilinear_by_hand")
+OUT = lesson("02_bilinear_by_hand")
 print(f"{'fast' if FAST else 'full'} mode (the same sizes in both: this lesson is small); figures go to {OUT}")
 
 # %% [markdown]
@@ -101,10 +107,8 @@ print(f"loss by hand {loss:.12f}   model.loss {model.loss(tokens):.12f}")
 
 # %%
 def my_dlogits(p, y):
-    # --- your code below ---
-    onehot = np.eye(p.shape[1])[y]                      # (B, m)  # SOLUTION
-    return (p - onehot) / len(y)                        # (B, m)  # SOLUTION
-    # --- your code above ---
+    """dL/dlogits (B x m) for the mean cross-entropy, from p (B x m) and the answers y (B,)."""
+    raise NotImplementedError("exercise: dlogits from p and y")
 
 
 _, ce_cache = cross_entropy_forward(np, logits, y)
@@ -126,8 +130,10 @@ check("dlogits", my_dlogits, dlogits, args=(p, y))
 #
 # and, with the 1/B inside dlogits,
 # `g_i = (E_{v ~ p(.|x_i)} u_v - u_{y_i}) / B`: the expected answer embedding
-# minus the right one. This is PAPER.md's formula
-# `grad_Theta L = -(1/|D|) sum u_x (u_y - sum_v p(v|x) u_v)^T`.
+# minus the right one, divided by B. This is the gradient formula of the
+# paper's §3 (`docs/paper.md`, §2):
+# `grad_Theta L = -(1/|D|) sum u_x (u_y - sum_v p(v|x) u_v)^T`, with |D| = B.
+# Every lesson (and the package's trace) uses this g_i, with the 1/B in it.
 #
 # Look at its shape: sentence i adds an outer product whose *left* factor is
 # u_{x_i}, the embedding of the token it *reads*. A sentence only writes into
@@ -139,9 +145,8 @@ check("dlogits", my_dlogits, dlogits, args=(p, y))
 
 # %%
 def my_dtheta(ux, dlogits, U):
-    # --- your code below ---
-    return ux.T @ (dlogits @ U)                         # (d, d)  # SOLUTION
-    # --- your code above ---
+    """dL/dTheta (d x d) from ux (B x d), dlogits (B x m) and the embeddings U (m x d)."""
+    raise NotImplementedError("exercise: dTheta from ux, dlogits and U")
 
 
 _, grads = model.loss_and_grads(tokens)

@@ -29,8 +29,10 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
+if not os.path.isfile(os.path.join(HERE, "exercise.py")):  # a kernel started in the repository root
+    HERE = os.path.join(HERE, "lessons")
 sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, figure, out_dir, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
+from exercise import FAST, check, figure, lesson, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
 
 import math  # noqa: E402
 import time  # noqa: E402
@@ -45,7 +47,7 @@ from minirev import SGD, Bilinear, Trace, Trainer, pairs_data  # noqa: E402
 from minirev.bilinear_sweep import bilinear_sweep, print_bilinear_table  # noqa: E402
 from minirev.plots import plot_bilinear  # noqa: E402
 
-OUT = out_dir("03_why_the_reverse_weight_does_not_move")
+OUT = lesson("03_why_the_reverse_weight_does_not_move")
 STEPS = 300 if FAST else 3000
 M, PAIRS, HELD_OUT, LR = 200, 50, 10, 20.0
 print(f"{'fast' if FAST else 'full'} mode: {STEPS} gradient steps per run; figures go to {OUT}")

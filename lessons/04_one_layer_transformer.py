@@ -31,8 +31,10 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
+if not os.path.isfile(os.path.join(HERE, "exercise.py")):  # a kernel started in the repository root
+    HERE = os.path.join(HERE, "lessons")
 sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, out_dir, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
+from exercise import FAST, check, lesson, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
 
 import math  # noqa: E402
 import time  # noqa: E402
@@ -48,7 +50,7 @@ import numpy as np  # noqa: E402
 from minirev import SGD, OneLayer, Trace, Trainer, check_model  # noqa: E402
 from minirev.data import Dataset  # noqa: E402
 
-OUT = out_dir("04_one_layer_transformer")
+OUT = lesson("04_one_layer_transformer")
 STEPS = 100 if FAST else 1000
 print(f"{'fast' if FAST else 'full'} mode: {STEPS} training steps; figures go to {OUT}")
 

@@ -28,8 +28,10 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
+if not os.path.isfile(os.path.join(HERE, "exercise.py")):  # a kernel started in the repository root
+    HERE = os.path.join(HERE, "lessons")
 sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, out_dir, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
+from exercise import FAST, check, lesson, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
 
 import matplotlib  # noqa: E402
 
@@ -46,7 +48,7 @@ from minirev.layers import (attention_backward, attention_forward, embedding_bac
                             residual_backward, residual_forward, unembedding_backward,
                             unembedding_forward)
 
-OUT = out_dir("05_backprop_through_a_transformer")
+OUT = lesson("05_backprop_through_a_transformer")
 rng = np.random.default_rng(0)
 B, T, C, V, H = 2, 4, 8, 11, 2          # batch, positions, width, vocabulary, heads: tiny on purpose
 print(f"{'fast' if FAST else 'full'} mode (the same tiny sizes in both); figures go to {OUT}")

@@ -20,8 +20,10 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
+if not os.path.isfile(os.path.join(HERE, "exercise.py")):  # a kernel started in the repository root
+    HERE = os.path.join(HERE, "lessons")
 sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, figure, out_dir, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
+from exercise import FAST, check, figure, lesson, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
 
 import matplotlib  # noqa: E402
 
@@ -34,7 +36,7 @@ from minirev.experiments import (held_out_pairs, logit_matrix, logit_trace, prin
                                  run_experiment)
 from minirev.plots import plot_heatmaps, plot_nll_curves  # noqa: E402
 
-OUT = out_dir("06_the_curse_in_a_gpt")
+OUT = lesson("06_the_curse_in_a_gpt")
 VOCAB, EPOCHS = (400, 60) if FAST else (800, 150)
 TRACE_STEPS = 12 if FAST else 30
 CFG = dict(model="gpt", layers=2, width=64, heads=4, pos="absolute", dropout=0.0,

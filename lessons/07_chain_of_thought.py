@@ -21,8 +21,10 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
+if not os.path.isfile(os.path.join(HERE, "exercise.py")):  # a kernel started in the repository root
+    HERE = os.path.join(HERE, "lessons")
 sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, figure, out_dir, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
+from exercise import FAST, check, figure, lesson, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
 
 import matplotlib  # noqa: E402
 
@@ -33,7 +35,7 @@ import numpy as np  # noqa: E402
 from minirev.experiments import chain_step_by_step, logit_matrix, print_report, run_experiment  # noqa: E402
 from minirev.plots import plot_heatmaps  # noqa: E402
 
-OUT = out_dir("07_chain_of_thought")
+OUT = lesson("07_chain_of_thought")
 VOCAB, EPOCHS = (200, 150) if FAST else (800, 100)
 CFG = dict(model="gpt", layers=2, width=64, heads=4, pos="absolute", dropout=0.0,
            lr=0.01, weight_decay=0.01, batch_size=64, epochs=EPOCHS, eval_every=5,

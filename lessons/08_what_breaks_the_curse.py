@@ -29,8 +29,10 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
+if not os.path.isfile(os.path.join(HERE, "exercise.py")):  # a kernel started in the repository root
+    HERE = os.path.join(HERE, "lessons")
 sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, out_dir, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
+from exercise import FAST, check, lesson, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
 
 import dataclasses  # noqa: E402
 import math  # noqa: E402
@@ -44,7 +46,7 @@ import numpy as np  # noqa: E402
 from minirev import GPT, AdamW, Bilinear, Trainer, evaluate, pairs_data  # noqa: E402
 from minirev.experiments import logit_matrix, run_experiment  # noqa: E402
 
-OUT = out_dir("08_what_breaks_the_curse")
+OUT = lesson("08_what_breaks_the_curse")
 EPOCHS = 60 if FAST else 100
 BILINEAR_STEPS = 300 if FAST else 1000
 SEEDS = (1234,) if FAST else (1234, 1235, 1236)                     # part (f): one model per seed
