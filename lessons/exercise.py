@@ -170,6 +170,18 @@ def what_is_wrong(value, expected, rtol=1e-6, atol=1e-9):
             f"(yours {v[first]:.6g}, expected {e[first]:.6g}); max difference {np.abs(v - e).max():.3g}")
 
 
+def _copy(args):
+    """Copies of the arguments, so an answer cannot change what the next one sees (objects that
+    cannot be copied, such as models, are passed as they are)."""
+    out = []
+    for a in args:
+        try:
+            out.append(copy.deepcopy(a))
+        except Exception:
+            out.append(a)
+    return tuple(out)
+
+
 def _value(answer, args, then):
     value = answer(*args) if callable(answer) else answer
     return then(value) if then is not None else value
@@ -182,7 +194,7 @@ def verdict(value, expected, mistakes=(), args=(), then=None, rtol=1e-6, atol=1e
         return "OK"
     for hint, wrong in mistakes:
         try:
-            planted = _value(wrong, copy.deepcopy(args), then)
+            planted = _value(wrong, _copy(args), then)
         except Exception:  # a mistake that cannot run on these inputs matches nothing
             continue
         if what_is_wrong(value, planted, rtol, atol) is None:
@@ -204,7 +216,7 @@ def check(name, answer, expected, args=(), then=None, rtol=1e-6, atol=1e-9):
         answer = getattr(module, answer.__name__)
     mistakes = _mistakes(name)
     try:
-        value = _value(answer, copy.deepcopy(args), then)
+        value = _value(answer, _copy(args), then)
     except NotImplementedError:
         line = "not done yet"
     except Exception as error:  # the student's code crashed: say how, keep the lesson going
@@ -215,7 +227,7 @@ def check(name, answer, expected, args=(), then=None, rtol=1e-6, atol=1e-9):
     if PLANT:
         for hint, wrong in mistakes:
             try:
-                planted = _value(wrong, copy.deepcopy(args), then)
+                planted = _value(wrong, _copy(args), then)
                 said = verdict(planted, expected, mistakes, args, then, rtol, atol)
             except Exception as error:
                 said = f"the planted mistake raised {type(error).__name__}: {error}"
