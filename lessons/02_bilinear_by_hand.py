@@ -10,7 +10,7 @@
 # gradient that is transposed, doubled, of the wrong sign, or missing its 1/B.
 #
 # **Time:** about 30 minutes of reading. The code, measured on 2 cores:
-# TIME_FULL s full, TIME_FAST s fast (the sizes are the same in both modes).
+# 1 s full, 1 s fast (the sizes are the same in both modes).
 #
 # Paper: arXiv 2405.04669, §3 (the bilinear model and its gradient);
 # `docs/paper.md`, §2 "Model 1", says the same in plain words.

@@ -12,7 +12,7 @@
 # At the end the whole GPT is checked with `minirev.check_model`.
 #
 # **Time:** about 60 minutes of reading. The code, measured on 2 cores:
-# TIME_FULL s full, TIME_FAST s fast (the sizes are tiny in both modes: a
+# 1 s full, 1 s fast (the sizes are tiny in both modes: a
 # gradient check needs no big network).
 #
 # Paper: arXiv 2405.04669, §5 trains a GPT-2 (`docs/paper.md`, §4, lists its
@@ -314,7 +314,7 @@ print(f"step 3: the gradient above the diagonal (masked scores) is exactly 0: {n
 print(f"step 4 from the package's steps 1-3: dq vs autograd: max |diff| = "
       f"{np.abs(da_t @ k_t / np.sqrt(Da) - auto[0]).max():.1e}")
 for i, name in enumerate(("dq", "dk", "dv")):
-    check(f"attention backward: {name}", my_attention_core_backward, auto[i], args=(dy_t, q_t, k_t, v_t),
+    check(f"attention backward {name}", my_attention_core_backward, auto[i], args=(dy_t, q_t, k_t, v_t),
           then=lambda grads, i=i: grads[i])
 
 # %% [markdown]

@@ -35,13 +35,13 @@ def _norm(c):
 
 # Common wrong answers, and the hint the check gives when yours matches one.
 MISTAKES = {
-    "Y/Z step 1: the scores Z[x_q, x_t]": [
+    "Y/Z step 1, the scores Z[x_q, x_t]": [
         ("Z[q, t] has the query token as its row: W_Q W_K^T, not W_K W_Q^T",
          lambda Q, K, V, O: (V @ O, K @ Q.T / math.sqrt(Q.shape[1]))),
         ("the scores are divided by sqrt(d), the head dimension",
          lambda Q, K, V, O: (V @ O, Q @ K.T)),
     ],
-    "Y/Z step 2: the same logits": [
+    "Y/Z step 2, the same logits": [
         ("Y[u, v] goes from the context token u (row) to the next token v (column): W_V W_O, not its transpose",
          lambda Q, K, V, O: ((V @ O).T, Q @ K.T / math.sqrt(Q.shape[1]))),
     ],

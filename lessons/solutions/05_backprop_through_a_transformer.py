@@ -92,17 +92,17 @@ MISTAKES = {
         ("start from dxhat = dout * g: the gain g multiplies xhat in the forward", _ln_no_gain),
         ("the whole bracket is multiplied by r = 1/sqrt(var + eps)", _ln_no_r),
     ],
-    "attention backward: dq": [
+    "attention backward dq": [
         ("the scores are divided by sqrt(D): so are dq and dk",
          lambda dy, q, k, v: _wrong_attention(dy, q, k, v, scale=False)),
         ("the softmax backward needs its second term: p * (dp - sum_s p dp), not p * dp",
          lambda dy, q, k, v: _wrong_attention(dy, q, k, v, full_softmax=False)),
     ],
-    "attention backward: dk": [
+    "attention backward dk": [
         ("a = q k^T, so dk = da^T q: transpose da (row t of da belongs to query t, not key t)",
          lambda dy, q, k, v: _wrong_attention(dy, q, k, v, transpose_dk=True)),
     ],
-    "attention backward: dv": [
+    "attention backward dv": [
         ("y = p v, so dv = p^T dy: transpose p", lambda dy, q, k, v: _wrong_attention(dy, q, k, v, transpose_dv=True)),
     ],
 }
