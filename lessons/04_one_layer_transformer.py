@@ -460,6 +460,9 @@ save_figure(fig, os.path.join(OUT, "one_layer_reversal.png"))
 # %% [markdown]
 # ## What you saw
 #
+# * Y and Z are the products W_V W_O and W_Q W_K^T / sqrt(d) of an ordinary
+#   one-layer attention model with one-hot embeddings: the same logits, but
+#   not the same training dynamics.
 # * The backward pass of the one-layer model: `dY = f^T dlogits`, then through
 #   the l2 normalisation (`(df - f (f.df)) / ||c||`), the attention softmax and
 #   a scatter-add into Z; checked against autograd.
@@ -468,9 +471,8 @@ save_figure(fig, os.path.join(OUT, "one_layer_reversal.png"))
 #   backward sentences. So the model is not merely ignorant of B <- A: it
 #   answers A with *less* than the uniform probability 1/M.
 # * In full mode, Y[A, B] keeps growing over the 1000 steps (compare its
-#   values printed at step 100 and at the end; the paper says roughly like
-#   log t: see the left panel, whose step axis is logarithmic past 1), while
-#   Y[B, A] of the held-out pairs stays exactly 0.
+#   values printed at step 100 and at the end; the left panel's step axis is
+#   logarithmic past 1), while Y[B, A] of the held-out pairs stays exactly 0.
 #
-# Lessons 5 to 8 take the same question to a multi-layer GPT, where there is
+# Lessons 5 to 9 take the same question to a multi-layer GPT, where there is
 # no Y to print, and ask what, if anything, breaks the curse.

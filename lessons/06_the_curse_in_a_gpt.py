@@ -130,10 +130,11 @@ figure(path)
 #   panels): a sharp diagonal; the right answer is the row maximum in every
 #   row (printed: 100%).
 # * **Without the relation token** (bottom row): the diagonal is still
-#   there for the trained groups but less sharp, and fewer rows have their
-#   maximum on it. The model was never trained to predict right after the
-#   entity, so these logits say less about what it learned; that is why we
-#   read them with the relation token too.
+#   there for the trained groups, with lower diagonal entries (compare the
+#   "diagonal" column of the two readings; in fast mode the row maxima also
+#   miss the diagonal more often). The model was never trained to predict
+#   right after the entity, so these logits say less about what it learned;
+#   that is why we read them with the relation token too.
 # * **Val unseen** (last column): compare its diagonal entries with the
 #   trained groups', and its "row max on diag" with the chance column next
 #   to it. The paper's figure for its 24-layer model shows no diagonal
