@@ -201,10 +201,7 @@ print(f"val unseen: median rank {median_unseen:.0f} of {data.vocab_size}; a unif
 #
 # where `<A, B>` is the sum of the elementwise products. `d logit / d W` is
 # lesson 5's backward, seeded with a 1 at that one logit instead of with
-# `dloss`. `logit_trace(model, sentences, labels)` builds this account for the
-# answer logit of each given sentence, and a `Trace` handed to the `Trainer`
-# records it around every step. (`make_trace` does the same for the trained
-# and unseen logits alone; the control is ours.)
+# `dloss`.
 #
 # Two choices make the account easy to read. **Full-batch** steps, so every
 # step contains the trained sentences. And a **smaller learning rate**,
@@ -212,6 +209,59 @@ print(f"val unseen: median rank {median_unseen:.0f} of {data.vocab_size}; a unif
 # the paper's lr 0.01 that is half the 0.02 scale of the fresh weights,
 # large enough that the first-order account misses much of the change. The
 # model is float64 so the exercise below can be checked to many digits.
+
+trace_data = reversal_data(VOCAB, seed=1234)
+gpt_args = dict(layers=2, width=64, heads=4, pos="absolute", max_len=3, seed=1234, dtype=np.float64,
+                dropout=0.0)                                      # no dropout: an account of the same steps
+traced = GPT(trace_data.vocab_size, **gpt_args)
+(seen_a, unseen_a), (seen_b, unseen_b) = held_out_pairs(trace_data, count=2)
+control_a = np.array([unseen_a[0], unseen_a[1], unseen_b[2]])      # [y_a <- x_b]
+control_b = np.array([unseen_b[0], unseen_b[1], unseen_a[2]])      # [y_b <- x_a]
+watched = {}
+for tag, (seen, unseen, control) in (("A", (seen_a, unseen_a, control_a)), ("B", (seen_b, unseen_b, control_b))):
+    for kind, s in (("trained", seen), ("unseen", unseen), ("control", control)):
+        watched[f"{tag} {kind}"] = s
+        print(f"{tag} {kind:<8} logit({s[2]} | {s[0]} {trace_data.token_name(s[1])})   "
+              f"from the sentence {trace_data.sentence(s)}")
+labels = list(watched)
+
+# %% [markdown]
+# **Exercise.** Compute one share by hand: the first-order share of tensor
+# `name` in the change of the answer logit of `sentence`, for one update
+# from `old_params` to `new_params`. You need `d logit / d W` at the *old*
+# parameters: run `model.forward_logits(old_params, tokens, np)` on the
+# sentence alone (`tokens` of shape (1, T); it returns logits (1, T, V) and a
+# cache), seed the backward with a one-hot array that picks out the one
+# logit (which position predicts the answer?), and call
+# `model.backward_logits(seed, cache)` (a dict of gradients, one per tensor).
+# The share is the sum of `gradient * (new - old)` for that tensor.
+#
+# Your function is checked on one full-batch AdamW step of a fresh model
+# against the package's own account of that step (`model.trace_terms`, the
+# per-tensor account that `python -m minirev.demo reversal --trace` prints).
+
+# %%
+def tensor_share(model, old_params, new_params, sentence, name):
+    """First-order share of tensor `name` in the change of the answer logit of `sentence` (T,)."""
+    raise NotImplementedError("exercise: d logit / d W at the old parameters, dotted with the update")
+
+
+twin = GPT(trace_data.vocab_size, **gpt_args)                 # a fresh model, as the one traced below
+old = {k: v.copy() for k, v in twin.params.items()}
+twin_opt = AdamW(lr=0.001, weight_decay=0.01)
+account = twin.trace_terms(trace_data.train, [(seen_a, unseen_a)], twin_opt, trace_data.sentence)  # before the step
+_, grads = twin.loss_and_grads(trace_data.train)              # the full batch
+twin_opt.step(twin.params, grads)
+label, shares = list(account(old).items())[1]                  # [trained, unseen]: the unseen logit's shares
+expected = dict(shares)["wte"]
+print(f"the package's account of {label}: share of wte {expected:+.6e}")
+check("share of wte", tensor_share, expected, args=(twin, old, twin.params, unseen_a, "wte"), rtol=1e-6)
+
+# %% [markdown]
+# The same account, for all six watched logits and over many steps: the
+# function below builds it (the package's `trace_terms` watches the trained
+# and unseen logits; we add the controls), and a `Trace` handed to the
+# `Trainer` records it around every step.
 
 # %%
 def logit_trace(model, sentences, labels):
@@ -242,20 +292,6 @@ def logit_trace(model, sentences, labels):
     return watch, terms
 
 
-trace_data = reversal_data(VOCAB, seed=1234)
-gpt_args = dict(layers=2, width=64, heads=4, pos="absolute", max_len=3, seed=1234, dtype=np.float64,
-                dropout=0.0)                                      # no dropout: an account of the same steps
-traced = GPT(trace_data.vocab_size, **gpt_args)
-(seen_a, unseen_a), (seen_b, unseen_b) = held_out_pairs(trace_data, count=2)
-control_a = np.array([unseen_a[0], unseen_a[1], unseen_b[2]])      # [y_a <- x_b]
-control_b = np.array([unseen_b[0], unseen_b[1], unseen_a[2]])      # [y_b <- x_a]
-watched = {}
-for tag, (seen, unseen, control) in (("A", (seen_a, unseen_a, control_a)), ("B", (seen_b, unseen_b, control_b))):
-    for kind, s in (("trained", seen), ("unseen", unseen), ("control", control)):
-        watched[f"{tag} {kind}"] = s
-        print(f"{tag} {kind:<8} logit({s[2]} | {s[0]} {trace_data.token_name(s[1])})   "
-              f"from the sentence {trace_data.sentence(s)}")
-labels = list(watched)
 watch, terms = logit_trace(traced, np.array(list(watched.values())), labels)
 
 trace = Trace(traced, watch, terms, steps=TRACE_STEPS, out=None)
@@ -350,35 +386,6 @@ for tag in "AB":
     gap = total_change(f"{tag} unseen") - total_change(f"{tag} control")
     print(f"pair {tag}: share of w_out in unseen {w_u:+.3f}, in control {w_c:+.3f}, in the gap {w_u - w_c:+.3f};  "
           f"gap {gap:+.3f} = {abs(gap) / total_change(f'{tag} trained'):.0%} of the trained logit's rise")
-
-# %% [markdown]
-# **Exercise.** Compute one share by hand: the first-order share of tensor
-# `name` in the change of the answer logit of `sentence`, for one update
-# from `old_params` to `new_params`. You need `d logit / d W` at the *old*
-# parameters: run `model.forward_logits(old_params, tokens, np)` on the
-# sentence alone (`tokens` of shape (1, T); it returns logits (1, T, V) and a
-# cache), seed the backward with a one-hot array (1 at position T-2, the last
-# prefix position, and at the answer token; 0 elsewhere), and call
-# `model.backward_logits(seed, cache)` (a dict of gradients, one per tensor).
-# The share is the sum of `gradient * (new - old)` for that tensor.
-#
-# Your function is checked on step 1 against the trace above: a twin of the
-# traced model (same seed) takes the same first step here.
-
-# %%
-def tensor_share(model, old_params, new_params, sentence, name):
-    """First-order share of tensor `name` in the change of the answer logit of `sentence` (T,)."""
-    raise NotImplementedError("exercise: d logit / d W at the old parameters, dotted with the update")
-
-
-twin = GPT(trace_data.vocab_size, **gpt_args)                 # same seed: the traced model before step 1
-old = {k: v.copy() for k, v in twin.params.items()}
-twin_opt = AdamW(lr=0.001, weight_decay=0.01)
-_, grads = twin.loss_and_grads(trace_data.train)              # the full batch, as the Trainer did
-twin_opt.step(twin.params, grads)
-expected = dict(trace.records[0]["quantities"]["A unseen"]["terms"])["wte"]
-print(f"A unseen {trace_data.sentence(unseen_a)}: the trace's step-1 share of wte = {expected:+.6e}")
-check("share of wte", tensor_share, expected, args=(twin, old, twin.params, unseen_a, "wte"), rtol=1e-6)
 
 # %% [markdown]
 # ## 5. The figure of the account

@@ -20,8 +20,9 @@
 # fewer epochs, part (c) skipped).
 #
 # Paper: arXiv 2405.04669, §5 and its appendix (the in-context experiment;
-# the reversal experiment at other sizes); `docs/paper.md`, §3 ("In context,
-# no curse"), §5 (the data of each experiment) and §6.
+# the reversal experiment at other sizes); `docs/paper.md`, §5 (the data of
+# each experiment) and §6 (what the paper reports; read it after the
+# exercise below, whose predictions it answers), and the end of its §3.
 
 # %%
 import os
@@ -31,7 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() els
 if not os.path.isfile(os.path.join(HERE, "exercise.py")):  # a kernel started in the repository root
     HERE = os.path.join(HERE, "lessons")
 sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, lesson, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
+from exercise import FAST, check, lesson, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
 
 import dataclasses  # noqa: E402
 
@@ -81,6 +82,23 @@ print(f"baseline: training NLL {final['train_nll']:.4f}; val unseen NLL {final['
       f"group's {len(unseen)} answers in {100 * summary['baseline']['diag']:.0f}% (chance {100 / len(unseen):.1f}%)")
 
 # %% [markdown]
+# **Exercise (predict before you look).** Parts (a) and (b) below train
+# three kinds of question that were never trained in the asked direction.
+# For each, will its NLL end *below* log|V| (return 1) or not (return 0)?
+#
+# 1. (a) the validation sentences of the in-context data;
+# 2. (b) held-out facts whose reverse sentence was *added* to the training data;
+# 3. (b) the other held-out facts, whose reverse was not added.
+#
+# Your answer is checked after part (b).
+
+# %%
+def predicted_below_uniform():
+    """[1 or 0, 1 or 0, 1 or 0]: does each of the three groups end below log|V|?"""
+    raise NotImplementedError("exercise: your prediction, three 0/1 values")
+
+
+# %% [markdown]
 # ## (a) The fact in the context
 #
 # The in-context data (`incontext_data`): 100 x tokens, 10 y tokens, and three
@@ -107,12 +125,9 @@ summary["(a) in context"] = dict(train=ic_final["train_nll"], unseen=ic_final["v
                                  log_v=ic_final["log_vocab"])
 
 # %% [markdown]
-# Validation NLL near 0: when the fact is in the context, the reverse
-# question is answered. The curse is about facts stored in the *weights*.
-#
 # ## (b) Writing facts both ways
 #
-# The practical fix: put the reverse sentence in the training data. Take
+# The practical remedy to try: put the reverse sentence in the training data. Take
 # half of the held-out pairs and add their unseen sentence to training; keep
 # the other half held out. (`dataclasses.replace` makes a copy of the
 # dataset with a new training set and new evaluation groups.)
@@ -135,13 +150,20 @@ summary["(b) reverse added, those"] = dict(train=record["train_nll"], unseen=rec
                                            log_v=LOG_V)
 summary["(b) reverse added, others"] = dict(train=record["train_nll"],
                                             unseen=record["val unseen, still held out nll"], log_v=LOG_V)
+observed = [int(summary[k]["unseen"] < summary[k]["log_v"])
+            for k in ("(a) in context", "(b) reverse added, those", "(b) reverse added, others")]
+check("which questions end below log|V|", predicted_below_uniform, observed)
 
 # %% [markdown]
-# The added facts are learned like any trained sentence. The other half is
-# as cursed as before (its NLL stays above log|V|: read the two lines). This
-# is the baseline's lesson again: 70% of the pairs were already written both
-# ways, and that did not teach the model to reverse the others. Each fact
-# has to be seen in each direction.
+# Read the lines of (a) and (b). In context, the validation NLL is near 0:
+# when the fact is in the sequence, the reverse question is answered, and
+# the curse is about facts stored in the *weights* (`docs/paper.md`, end of
+# §3). The added facts are learned like any trained sentence. The other half
+# is as cursed as before (its NLL stays above log|V|). This is the
+# baseline's lesson again: 70% of the pairs were already written both ways,
+# and that did not teach the model to reverse the others. Each fact has to
+# be seen in each direction.
+
 # %% [markdown]
 # ## (c) More data
 #
