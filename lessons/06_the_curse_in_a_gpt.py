@@ -210,6 +210,7 @@ print(f"val unseen: median rank {median_unseen:.0f} of {data.vocab_size}; a unif
 # large enough that the first-order account misses much of the change. The
 # model is float64 so the exercise below can be checked to many digits.
 
+# %%
 trace_data = reversal_data(VOCAB, seed=1234)
 gpt_args = dict(layers=2, width=64, heads=4, pos="absolute", max_len=3, seed=1234, dtype=np.float64,
                 dropout=0.0)                                      # no dropout: an account of the same steps

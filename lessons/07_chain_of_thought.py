@@ -236,4 +236,5 @@ save_figure(fig, os.path.join(OUT, "nll_curves.png"))
 # * Chained, the two learned steps give the right answer: writing out the
 #   intermediate B (chain of thought) works where the one-step answer fails.
 #
-# Next, lesson 8: what does break the curse, and what does not.
+# Next, lessons 8 and 9: what breaks the curse, on the data side and on the
+# model side.

@@ -86,13 +86,12 @@ summary = {}                                                         # setting -
 # the same amount. The curse is exactly the freedom of Theta to be
 # asymmetric.
 #
-# Keep Theta symmetric during training: start at 0 (symmetric) and replace
-# the gradient G by its symmetric part, `Theta <- Theta - lr (G + G^T) / 2`.
-# That is gradient descent restricted to symmetric matrices: `(G + G^T)/2` is
-# the gradient with respect to Theta when Theta is written as `(A + A^T)/2`.
-# In one step from Theta = 0, a held-out pair's forward and reverse weights
-# both change by the *average* of the plain update's two changes: the
-# forward push is split between the two directions.
+# Keep Theta symmetric during training: start at 0 (symmetric), and at
+# each step move only within the symmetric matrices, exactly as far as
+# gradient descent would along each symmetric direction S (a step that
+# changes `<Theta, S>` by `-lr <G, S>`). Which part of G does that? (Every
+# matrix is the sum of a symmetric and an antisymmetric part, and
+# `<A, S> = 0` for A antisymmetric and S symmetric.)
 #
 # **Exercise.** Write the symmetrised step: given Theta (symmetric), the
 # gradient G (not symmetric) and lr, return the new Theta. The check does not
@@ -126,6 +125,12 @@ check("symmetric step moves as gradient descent along symmetric directions", sym
       [-0.1 * np.sum(G0 * P) for P in probes], args=(S0, G0, 0.1), then=moves_along_symmetric_directions)
 
 # %% [markdown]
+# The step is `Theta <- Theta - lr (G + G^T) / 2`: the symmetric part of
+# G. In one step from Theta = 0, a held-out pair's forward and reverse
+# weights then both change by the *average* of the plain update's two
+# changes: the forward push is split between the two directions (printed
+# below).
+#
 # Now train two bilinear models on the same pairs (vocabulary 200, 50 pairs,
 # 10 held out, d = 64, learning rate 20, full batch, as in lesson 3): one with
 # the plain step, one with the symmetrised step. The package's Bilinear gives

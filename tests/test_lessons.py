@@ -165,12 +165,26 @@ def test_notebook_is_in_sync_with_its_script(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_no_code_hides_in_a_markdown_cell(name):
+    """In a markdown cell every line is a comment: code there runs as a script but not in the notebook."""
+    markdown, stray = False, []
+    with open(os.path.join(LESSONS_DIR, name + ".py"), encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if line.startswith("# %%"):
+                markdown = "[markdown]" in line
+            elif markdown and line.strip() and not line.startswith("#"):
+                stray.append(f"line {number}: {line.rstrip()}")
+    assert not stray, f"{name}: code inside a markdown cell (a missing '# %%'?): {stray[:3]}"
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_lesson_ships_blank_and_cites_the_paper(name):
     with open(os.path.join(LESSONS_DIR, name + ".py"), encoding="utf-8") as f:
         text = f.read()
     assert "2405.04669" in text and "docs/paper.md" in text, f"{name} must cite arXiv 2405.04669 and docs/paper.md"
     assert "# SOLUTION" not in text, f"{name} ships an inline solution"
-    assert "PAPER.md" not in text and "shared/" not in text
+    others = {m for m in re.findall(r"[\w./-]*paper\.md", text, flags=re.I) if m != "docs/paper.md"}
+    assert not others, f"{name} points at {others}: the paper's notes are docs/paper.md"
     assert re.search(r"measured on 2 cores:[\s#]+[0-9.]+ s full, [0-9.]+ s fast", text), f"{name}: state the measured time"
     assert os.path.isfile(os.path.join(LESSONS_DIR, "solutions", name + ".py")), f"solutions/{name}.py is missing"
 
