@@ -10,7 +10,7 @@
 # tensor: each tensor's share of a change is `<d logit / d tensor, update>`.
 #
 # **Time:** about 45 minutes of reading. The code, measured on 2 cores:
-# 8 s full, 3 s fast (`MINIREV_FAST=1`: a smaller vocabulary
+# 10 s full, 3.5 s fast (`MINIREV_FAST=1`: a smaller vocabulary
 # and fewer epochs).
 #
 # Paper: arXiv 2405.04669, §5 (the reversal experiment on a GPT, its logit
