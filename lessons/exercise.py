@@ -216,13 +216,18 @@ def check(name, answer, expected, args=(), then=None, rtol=1e-6, atol=1e-9):
         answer = getattr(module, answer.__name__)
     mistakes = _mistakes(name)
     try:
-        value = _value(answer, _copy(args), then)
+        value = answer(*_copy(args)) if callable(answer) else answer
     except NotImplementedError:
         line = "not done yet"
     except Exception as error:  # the student's code crashed: say how, keep the lesson going
         line = f"FAIL: your code raised {type(error).__name__}: {error}"
     else:
-        line = verdict(value, expected, mistakes, args, then, rtol, atol)
+        try:
+            value = then(value) if then is not None else value
+        except Exception as error:  # e.g. a matrix of the wrong shape, used by the check
+            line = f"FAIL: your answer could not be used ({type(error).__name__}: {error}); check its shape and type"
+        else:
+            line = verdict(value, expected, mistakes, args, then, rtol, atol)
     print(f"exercise {name}: {line}")
     if PLANT:
         for hint, wrong in mistakes:
