@@ -61,7 +61,7 @@ print(f"{'fast' if FAST else 'full'} mode: {STEPS} gradient steps per run; figur
 # %% [markdown]
 # ## 1. The data and the pair we watch
 #
-# The setting of `docs/paper.md`, §2: m = 200 tokens, n = 50 pairs, 10 of them held out.
+# The setting: m = 200 tokens, n = 50 pairs, 10 of them held out.
 # Training: x_i -> y_i for all 50 pairs, y_i -> x_i for the 40 others
 # (B = 90 sentences). Test: y -> x for the 10 held-out pairs. Full-batch
 # gradient descent, lr 20, Theta starts at 0.

@@ -321,14 +321,14 @@ for lab in labels:
 # %% [markdown]
 # The account is first order: exact only in the limit of small steps.
 # (The traced model runs without dropout, `dropout=0.0`, so that the account
-# and the step see the same network.) For
-# the trained logits the two columns agree to within some tens of percent
-# once the first steps are past (compare the sums for steps 3 onward; the
-# first steps move the freshly initialised weights the most relative to
-# their size). For the smaller moves of the unseen and control logits it is
-# rougher, in fast mode especially: read the shares as a guide to *who
-# pushed*, not as an exact split. Now the totals over all traced steps, and
-# the per-tensor sums of the shares.
+# and the step see the same network.) For the trained logits the two
+# columns agree to within some tens of percent once the first steps are
+# past (compare the sums for steps 3 onward; the first steps move the
+# freshly initialised weights the most relative to their size). For the
+# smaller moves of the unseen and control logits the agreement varies from
+# logit to logit (compare the two sums of each): read the shares as a guide
+# to *who pushed*, not as an exact split. Now the totals over all traced
+# steps, and the per-tensor sums of the shares.
 
 # %%
 def summed_shares(label):
