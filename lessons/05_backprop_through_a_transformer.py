@@ -279,13 +279,14 @@ check_layer(mlp_block_forward, lambda d, c: mlp_block_backward(d, c, forget_skip
 # 3. The mask: $\tilde a_{ts}$ is a copy of $a_{ts}$ where $s \le t$ and a
 #    constant elsewhere, so $da = d\tilde a$ on and below the diagonal and 0
 #    above it. (There $p_{ts} = e^{-10^9}/\ldots = 0$, so step 2 already gave 0.)
-# 4. $a = q k^\top / \sqrt D$: $dq = da\, k / \sqrt D$ and
-#    $dk = da^\top q / \sqrt D$.
+# 4. $a = q k^\top / \sqrt D$, i.e. $a_{ts} = \sum_d q_{td} k_{sd} / \sqrt D$:
+#    differentiate by $q_{td}$ and by $k_{sd}$, and write $dq$ and $dk$ as
+#    matrix products. This step is yours.
 #
 # **Exercise C (attention backward).** Write `my_attention_core_backward(dy, q, k, v)`
 # returning `(dq, dk, dv)` for one head (recompute p from q and k). Each
-# output is checked on its own against autograd on the forward below; step 2
-# (the masked softmax) is checked first, from the package's layers.
+# output is checked on its own against autograd on the forward below; steps
+# 1 to 3 are checked first, one printed comparison each.
 
 # %%
 def attention_core_forward(xp, q, k, v):  # (T, D) x 3 -> (T, D)
@@ -307,19 +308,24 @@ Ta, Da = 5, 4
 q_t, k_t, v_t, dy_t = (rng.standard_normal((Ta, Da)) for _ in range(4))
 auto = [autograd.grad(lambda z, i=i: anp.sum(attention_core_forward(
     anp, *[z if j == i else (q_t, k_t, v_t)[j] for j in range(3)]) * dy_t))((q_t, k_t, v_t)[i]) for i in range(3)]
-a_t = np.where(np.tril(np.ones((Ta, Ta), dtype=bool)), q_t @ k_t.T / np.sqrt(Da), -1e9)
+a_t = np.where(np.tril(np.ones((Ta, Ta), dtype=bool)), q_t @ k_t.T / np.sqrt(Da), -1e9)   # masked scores
 p_t, soft_cache = softmax_forward(np, a_t)
-da_t = softmax_backward(dy_t @ v_t.T, soft_cache)                  # steps 1 and 2, with the package's softmax
+print(f"step 1: dv = p^T dy vs autograd: max |diff| = {np.abs(p_t.T @ dy_t - auto[2]).max():.1e}")
+da_t = softmax_backward(dy_t @ v_t.T, soft_cache)                  # step 2, with the package's softmax backward
+softmax_rows = lambda a: anp.exp(a - a.max(1, keepdims=True)) / anp.exp(a - a.max(1, keepdims=True)).sum(1, keepdims=True)  # noqa: E731
+da_auto = autograd.grad(lambda a: anp.sum((softmax_rows(a) @ v_t) * dy_t))(a_t)
+print(f"step 2: the softmax backward of dp = dy v^T vs autograd on the masked scores: "
+      f"max |diff| = {np.abs(da_t - da_auto).max():.1e}")
 print(f"step 3: the gradient above the diagonal (masked scores) is exactly 0: {np.abs(np.triu(da_t, 1)).max() == 0}")
-print(f"step 4 from the package's steps 1-3: dq vs autograd: max |diff| = "
-      f"{np.abs(da_t @ k_t / np.sqrt(Da) - auto[0]).max():.1e}")
 for i, name in enumerate(("dq", "dk", "dv")):
     check(f"attention backward {name}", my_attention_core_backward, auto[i], args=(dy_t, q_t, k_t, v_t),
           then=lambda grads, i=i: grads[i])
 
 # %% [markdown]
-# The package's `attention_backward` does the same for all heads at once,
-# plus the two linear layers around the core. Checked against autograd:
+# Step 4's answer: `dq = da k / sqrt(D)` and `dk = da^T q / sqrt(D)` (row t
+# of `da` belongs to query t, column s to key s). The package's
+# `attention_backward` does the same for all heads at once, plus the two
+# linear layers around the core. Checked against autograd:
 
 # %%
 attn_inputs = dict(x=rng.standard_normal((B, T, C)), w_qkv=0.5 * rng.standard_normal((C, 3 * C)),
