@@ -225,6 +225,7 @@ for n in names:
 #   remembering.
 # * In the data, a fact written both ways is learned both ways; other facts
 #   written both ways do not transfer to it.
-# * More data of the same kind leaves the unseen direction unlearned.
+# * More data of the same kind leaves the unseen direction unlearned
+#   (part (c), in full mode).
 #
 # Next, lesson 9: changes to the model.

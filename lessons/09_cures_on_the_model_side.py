@@ -382,8 +382,9 @@ save_figure(fig, os.path.join(OUT, "summary.png"))
 # * The curse is the asymmetry of the parameters: force W(b -> a) =
 #   W(a -> b) (a symmetric Theta) and it is gone, along with the ability to
 #   store asymmetric relations.
-# * Whether a GPT leaks anything of the reverse direction depends on
-#   whether a parameter is shared between the two directions: measure it,
-#   seed by seed, with more than one yardstick.
+# * In this small GPT, whether the right answer of the unseen direction
+#   beats its group more often than chance went with the output layer: a
+#   parameter shared by the two directions (tied) or none (untied). Measure
+#   such claims seed by seed, with more than one yardstick.
 # * Size alone is not what causes the curse (the paper's appendix; part (c)
 #   above for two small variants).

@@ -136,6 +136,8 @@ def test_every_planted_mistake_gets_its_hint(name, runs):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_blank_in_a_kernel(name, runs):
+    for module in ("nbclient", "nbformat", "ipykernel"):
+        pytest.importorskip(module, reason='pip install -e ".[lessons]" to run the notebooks')
     rc, stdout, stderr, executed = runs[name]["notebook"]
     assert rc == 0, f"{name}.ipynb did not run to the end in a python3 kernel:\n{stderr[-4000:]}"
     with open(executed, encoding="utf-8") as f:
