@@ -153,10 +153,10 @@ def what_is_wrong(value, expected, rtol=1e-6, atol=1e-9):
         words = _ratio_words(abs(k))
         sign = "minus " if k < 0 else ""
         if v.size == 1:
-            amount = f"{sign}{words} the expected value" if words else f"{k:.4g} times the expected value"
-            return (f"yours {float(v.ravel()[0]):.6g}, expected {float(e.ravel()[0]):.6g}: yours is {amount}")
-        factor = f"{sign}{words.split()[0]}" if words else f"{k:.4g}"
-        return f"off by a factor {factor} (yours is {sign}{words or f'{k:.4g} times'} the expected array)"
+            amount = f"{sign}{words or f'{abs(k):.4g} times'} the expected value"
+            return f"yours {float(v.ravel()[0]):.6g}, expected {float(e.ravel()[0]):.6g}: yours is {amount}"
+        words = words or f"{abs(k):.4g} times"
+        return f"off by a factor {sign}{words.split()[0]} (yours is {sign}{words} the expected array)"
     if v.size == 1:
         return f"yours {float(v.ravel()[0]):.6g}, expected {float(e.ravel()[0]):.6g}"
     wrong = ~np.isclose(v, e, rtol=rtol, atol=atol)
