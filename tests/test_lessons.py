@@ -156,11 +156,11 @@ def test_notebook_runs_blank_in_a_kernel(name, runs):
 def test_notebook_is_in_sync_with_its_script(name):
     jupytext = pytest.importorskip("jupytext")
     path = os.path.join(LESSONS_DIR, name)
-    assert os.path.isfile(path + ".ipynb"), f"{name}.ipynb is missing: jupytext --to ipynb lessons/{name}.py"
+    assert os.path.isfile(path + ".ipynb"), f"{name}.ipynb is missing: jupytext --to ipynb --set-kernel python3 lessons/{name}.py"
     ours, theirs = jupytext.read(path + ".py"), jupytext.read(path + ".ipynb")
     cells = lambda nb: [(c.cell_type, c.source.strip()) for c in nb.cells]  # noqa: E731
     assert cells(ours) == cells(theirs), (f"lessons/{name}.ipynb is out of sync with its .py: run "
-                                          f"jupytext --to ipynb lessons/{name}.py")
+                                          f"jupytext --to ipynb --set-kernel python3 lessons/{name}.py")
     with open(path + ".ipynb", encoding="utf-8") as f:
         nb = json.load(f)
     assert all(not c.get("outputs") for c in nb["cells"]), f"{name}.ipynb has outputs: commit it stripped"
