@@ -10,8 +10,9 @@ working directory, with its figures sent to a temporary folder:
   every exercise check must say OK, every planted mistake must FAIL with its
   own hint, and every figure it announces must be a non-empty PNG;
 * as its notebook (lessons/NN_*.ipynb, executed by nbclient in a python3
-  kernel started in the notebook's folder, as Jupyter does; no __file__), blank: it must run to the end, every check saying "not done yet",
-  with its figures shown inline.
+  kernel started in the notebook's folder, as Jupyter does, where __file__
+  is not defined), blank: it must run to the end, every check saying "not
+  done yet", with its figures shown inline.
 
 The runs are started together (as many at a time as there are CPUs) and
 shared by the tests. Other tests: every notebook is in sync with its .py
@@ -83,6 +84,7 @@ def runs(tmp_path_factory):
         name, kind, cmd, env, where, extra = job
         results[name][kind] = _run(cmd, env, where) + (extra,)
 
+    jobs.reverse()                               # the later lessons take longest: start them first
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         list(pool.map(work, jobs))
     return results
@@ -156,7 +158,8 @@ def test_notebook_runs_blank_in_a_kernel(name, runs):
 def test_notebook_is_in_sync_with_its_script(name):
     jupytext = pytest.importorskip("jupytext")
     path = os.path.join(LESSONS_DIR, name)
-    assert os.path.isfile(path + ".ipynb"), f"{name}.ipynb is missing: jupytext --to ipynb --set-kernel python3 lessons/{name}.py"
+    assert os.path.isfile(path + ".ipynb"), (f"{name}.ipynb is missing: "
+                                             f"jupytext --to ipynb --set-kernel python3 lessons/{name}.py")
     ours, theirs = jupytext.read(path + ".py"), jupytext.read(path + ".ipynb")
     cells = lambda nb: [(c.cell_type, c.source.strip()) for c in nb.cells]  # noqa: E731
     assert cells(ours) == cells(theirs), (f"lessons/{name}.ipynb is out of sync with its .py: run "
