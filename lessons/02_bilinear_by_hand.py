@@ -4,14 +4,18 @@
 # **By the end of this lesson** you will have computed, with nothing but
 # NumPy, the forward pass (logits, softmax, cross-entropy) and the whole
 # backward pass of the paper's simplest model of the reversal curse, the
-# bilinear model of its section 3. You will derive `dlogits = (p - onehot)/B`
-# and `dTheta = sum_i u_{x_i} g_i^T`, check them against finite differences
-# and against autograd (`minirev.check_model`), and see the check FAIL on a
-# gradient that is transposed, doubled, of the wrong sign, or missing its 1/B.
+# bilinear model of its section 3. You will derive the gradient of the
+# logits and of Theta, check them against finite differences and against
+# autograd (`minirev.check_model`), and see the check FAIL on a gradient
+# that is transposed, doubled, of the wrong sign, or off by a factor.
 #
-# **Time:** about 30 minutes. The code runs in about a second.
+# **Time:** about 30 minutes of reading. The code, measured on 2 cores:
+# 1 s full, 1 s fast (the sizes are the same in both modes).
 #
-# The model (PAPER.md, "Model 1"): every token v of a vocabulary of m tokens
+# Paper: arXiv 2405.04669, §3 (the bilinear model and its gradient);
+# `docs/paper.md`, §2 "Model 1", says the same in plain words.
+#
+# The model: every token v of a vocabulary of m tokens
 # has a FIXED embedding u_v in R^d (Gaussian N(0, I/d) here). The only trainable
 # parameter is a d x d matrix Theta, unconstrained (not symmetric):
 #
@@ -24,8 +28,10 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
+if not os.path.isfile(os.path.join(HERE, "exercise.py")):  # a kernel started in the repository root
+    HERE = os.path.join(HERE, "lessons")
 sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, out_dir, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
+from exercise import FAST, check, lesson, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
 
 import matplotlib  # noqa: E402
 
@@ -36,7 +42,7 @@ import numpy as np  # noqa: E402
 from minirev import SGD, Bilinear, check_model, pairs_data  # noqa: E402
 from minirev.layers import cross_entropy_backward, cross_entropy_forward  # noqa: E402
 
-OUT = out_dir("02_bilinear_by_hand")
+OUT = lesson("02_bilinear_by_hand")
 print(f"{'fast' if FAST else 'full'} mode (the same sizes in both: this lesson is small); figures go to {OUT}")
 
 # %% [markdown]
@@ -88,28 +94,26 @@ print(f"loss by hand {loss:.12f}   model.loss {model.loss(tokens):.12f}")
 #
 # Differentiate with respect to `logits_i[v]`: the first term gives
 # `-[v = y_i]`, the second gives `exp(logits_i[v]) / sum_w exp(logits_i[w]) = p_i[v]`.
-# So `dl_i/dlogits_i = p_i - onehot(y_i)`, and because L is the MEAN over the
-# B sentences,
+# So `dl_i/dlogits_i = p_i - onehot(y_i)`. The loss L is the MEAN of the
+# l_i over the B sentences: what does that do to `dlogits = dL/dlogits`?
 #
-#     dlogits = (p - onehot(y)) / B                                  (B x m)
-#
-# Read it: the right answer is pulled up by 1 - p, every other token pushed
-# down by its own probability.
-#
-# **Exercise A.** Write `dlogits` from `p` (B x m) and the answers `y` (B,).
-# It is checked against the package's `cross_entropy_backward`.
+# **Exercise A.** Write `dlogits` (B x m) from `p` (B x m) and the answers
+# `y` (B,). It is checked against the package's `cross_entropy_backward`.
 
 # %%
 def my_dlogits(p, y):
-    # --- your code below ---
-    onehot = np.eye(p.shape[1])[y]                      # (B, m)  # SOLUTION
-    return (p - onehot) / len(y)                        # (B, m)  # SOLUTION
-    # --- your code above ---
+    """dL/dlogits (B x m) for the mean cross-entropy, from p (B x m) and the answers y (B,)."""
+    raise NotImplementedError("exercise: dlogits from p and y")
 
 
 _, ce_cache = cross_entropy_forward(np, logits, y)
 dlogits = cross_entropy_backward(1.0, ce_cache)         # (B, m) the package's answer, used from here on
 check("dlogits", my_dlogits, dlogits, args=(p, y))
+
+# %% [markdown]
+# The answer: `dlogits = (p - onehot(y)) / B`. Read it: the right answer is
+# pulled up by 1 - p, every other token pushed down by its own probability,
+# and each sentence counts 1/B.
 
 # %% [markdown]
 # ## 4. Backward, step 2: the gradient of Theta
@@ -120,16 +124,17 @@ check("dlogits", my_dlogits, dlogits, args=(p, y))
 #     dL/dTheta[j, k] = sum_{i,v} dlogits[i, v] ux[i, j] U[v, k]
 #
 # Group the sum over v first: `g_i = sum_v dlogits[i, v] u_v` (that is `dlogits @ U`,
-# B x d). Then
+# B x d). Then `dTheta[j, k] = sum_i ux[i, j] g_i[k]`: a sum over sentences of
+# outer products `u_{x_i} g_i^T`, which one matrix product computes (exercise B).
 #
-#     dTheta = sum_i u_{x_i} g_i^T = ux^T (dlogits U)                 (d x d)
-#
-# and, with the 1/B inside dlogits,
+# With the 1/B inside dlogits,
 # `g_i = (E_{v ~ p(.|x_i)} u_v - u_{y_i}) / B`: the expected answer embedding
-# minus the right one. This is PAPER.md's formula
-# `grad_Theta L = -(1/|D|) sum u_x (u_y - sum_v p(v|x) u_v)^T`.
+# minus the right one, divided by B. This is the gradient formula of the
+# paper's §3 (`docs/paper.md`, §2):
+# `grad_Theta L = -(1/|D|) sum u_x (u_y - sum_v p(v|x) u_v)^T`, with |D| = B.
+# Every lesson (and the package's trace) uses this g_i, with the 1/B in it.
 #
-# Look at its shape: sentence i adds an outer product whose *left* factor is
+# Look at the shape of `u_{x_i} g_i^T`: sentence i adds an outer product whose *left* factor is
 # u_{x_i}, the embedding of the token it *reads*. A sentence only writes into
 # Theta along the direction of its first token. Lesson 3 is about what that
 # means for the reverse direction.
@@ -139,9 +144,8 @@ check("dlogits", my_dlogits, dlogits, args=(p, y))
 
 # %%
 def my_dtheta(ux, dlogits, U):
-    # --- your code below ---
-    return ux.T @ (dlogits @ U)                         # (d, d)  # SOLUTION
-    # --- your code above ---
+    """dL/dTheta (d x d) from ux (B x d), dlogits (B x m) and the embeddings U (m x d)."""
+    raise NotImplementedError("exercise: dTheta from ux, dlogits and U")
 
 
 _, grads = model.loss_and_grads(tokens)

@@ -11,8 +11,13 @@
 # `minirev.gradcheck.check_layer` *before* it is used to build anything larger.
 # At the end the whole GPT is checked with `minirev.check_model`.
 #
-# **Time:** about 45 minutes. The code runs in a few seconds (the sizes are
-# tiny in both modes: a gradient check needs no big network).
+# **Time:** about 60 minutes of reading. The code, measured on 2 cores:
+# 1 s full, 1 s fast (the sizes are tiny in both modes: a
+# gradient check needs no big network).
+#
+# Paper: arXiv 2405.04669, §5 trains a GPT-2 (`docs/paper.md`, §4, lists its
+# settings as the public code runs them); this lesson builds that network's
+# backward pass, layer by layer.
 #
 # The pattern (cs231n's `layers.py`): every operation is a pair
 #
@@ -28,25 +33,28 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
+if not os.path.isfile(os.path.join(HERE, "exercise.py")):  # a kernel started in the repository root
+    HERE = os.path.join(HERE, "lessons")
 sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, out_dir, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
+from exercise import FAST, check, lesson, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
 
+import autograd  # noqa: E402
+import autograd.numpy as anp  # noqa: E402
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from minirev import GPT, check_model, reversal_data  # noqa: E402
-from minirev.gradcheck import check_layer  # noqa: E402
+from minirev import GPT, check_layer, check_model, reversal_data  # noqa: E402
 from minirev.layers import (attention_backward, attention_forward, embedding_backward,  # noqa: E402
                             embedding_forward, gelu_backward, gelu_forward, layernorm_backward,
                             layernorm_forward, linear_backward, linear_forward,
                             position_embedding_backward, position_embedding_forward,
-                            residual_backward, residual_forward, unembedding_backward,
-                            unembedding_forward)
+                            residual_backward, residual_forward, softmax_backward, softmax_forward,
+                            unembedding_backward, unembedding_forward)
 
-OUT = out_dir("05_backprop_through_a_transformer")
+OUT = lesson("05_backprop_through_a_transformer")
 rng = np.random.default_rng(0)
 B, T, C, V, H = 2, 4, 8, 11, 2          # batch, positions, width, vocabulary, heads: tiny on purpose
 print(f"{'fast' if FAST else 'full'} mode (the same tiny sizes in both); figures go to {OUT}")
@@ -71,57 +79,64 @@ print(f"sizes: B={B} sentences, T={T} positions, C={C} channels, V={V} tokens, H
 #
 # Forward: `out[b, t] = w[tokens[b, t]]`, a row lookup (V x C table -> B x T x C).
 #
-# Backward: each output vector was *read* from one row of `w`, so its
-# gradient flows back to that row. A token that appears at several positions
-# (token 3 below appears three times) was read several times, and its row
-# must receive the **sum** of all those gradients. NumPy's `dw[tokens] += dout`
-# looks right but is not: with repeated indices, fancy-index assignment writes
-# each row once, so only one of the gradients survives. `np.add.at(dw, tokens, dout)`
-# is the unbuffered scatter-add that accumulates them all.
+# Backward, derived. Write the lookup with a one-hot matrix:
+# $out_{bt} = \sum_v [\,tokens_{bt} = v\,]\, w_v$. So
+#
+# $$\frac{\partial L}{\partial w_v} = \sum_{b,t}\, [\,tokens_{bt} = v\,]\; dout_{bt}:$$
+#
+# row v of `dw` is the **sum** of the gradients of every position that read
+# token v, and 0 for a token nobody read. In the batch below token 3 is
+# read three times and token 5 twice. Step 1, checked: that sum for token 3,
+# written out, against autograd's gradient of the layer.
 
 # %%
 tokens = np.array([[3, 0, 3, 5],
                    [7, 3, 1, 5]])                                  # (B, T): 3 three times, 5 twice
 w = rng.standard_normal((V, C))                                    # (V, C)
 dout = rng.standard_normal((B, T, C))                              # (B, T, C) a gradient from above
-
-dw_wrong = np.zeros((V, C))
-dw_wrong[tokens] += dout                                           # each repeated row keeps ONE term
-dw_right = embedding_backward(dout, embedding_forward(np, tokens, w)[1])   # (V, C) the package: add.at
-for tok in (3, 5, 7):
-    uses = int((tokens == tok).sum())
-    lost = np.abs(dw_right[tok] - dw_wrong[tok]).max()
-    print(f"token {tok}: used {uses}x; max |add.at - (+= by index)| on its row = {lost:.3f}")
-
-# %% [markdown]
-# Token 7 is used once, so both ways agree on its row; tokens 3 and 5 lose
-# gradient with `+=`. Now the check, before the layer is used anywhere. The
-# token ids are inputs too, but integers have no gradient: `wrt=["w"]` names
-# the only input the backward differentiates.
-
-# %%
+dw_right = embedding_backward(dout, embedding_forward(np, tokens, w)[1])   # (V, C) the package's answer
+row3 = dout[0, 0] + dout[0, 2] + dout[1, 1]                        # the three positions that read token 3
+print(f"step 1: row 3 of dw as a sum of three gradients vs the package: max |diff| = "
+      f"{np.abs(row3 - dw_right[3]).max():.1e}")
 check_layer(embedding_forward, embedding_backward, dict(tokens=tokens, w=w), wrt=["w"],
-            title="token embedding: out = w[tokens]")
-check_layer(position_embedding_forward, position_embedding_backward,
-            dict(x=rng.standard_normal((B, T, C)), wpe=rng.standard_normal((6, C))), wrt=["x", "wpe"],
-            title="learned positions: out = x + wpe[:T]  (rows T.. of the table get no gradient)")
+            title="token embedding: out = w[tokens]  (the package, against autograd)")
 
 # %% [markdown]
-# **Exercise A.** Write the embedding backward: given `dout` (B x T x C), the
-# token ids (B x T) and the vocabulary size V, return `dw` (V x C). Use
-# `np.add.at`. It is checked against the package's `embedding_backward` on
-# the batch above, where tokens repeat.
+# The token ids are inputs too, but integers have no gradient: `wrt=["w"]`
+# names the only input the backward differentiates.
+#
+# **Exercise A (the scatter-add).** Write the embedding backward: given
+# `dout` (B x T x C), the token ids (B x T) and the vocabulary size V, return
+# `dw` (V x C), for ANY batch, repeated tokens included. NumPy has several
+# ways to write "add these rows into those rows"; not all of them add when
+# an index repeats. Try yours on this batch.
 
 # %%
 def my_embedding_backward(dout, tokens, vocab_size):
-    # --- your code below ---
-    dw = np.zeros((vocab_size, dout.shape[-1]))          # (V, C)  # SOLUTION
-    np.add.at(dw, tokens, dout)                          # row tokens[b, t] += dout[b, t]  # SOLUTION
-    return dw  # SOLUTION
-    # --- your code above ---
+    """dw (V x C) of the lookup out = w[tokens], given dout (B x T x C)."""
+    raise NotImplementedError("exercise: scatter-add each position's gradient into its token's row")
 
 
 check("embedding backward", my_embedding_backward, dw_right, args=(dout, tokens, V))
+
+# %% [markdown]
+# The classic trap: `dw[tokens] += dout` looks right, and is wrong with
+# repeated tokens. NumPy evaluates it as `dw[tokens] = dw[tokens] + dout`:
+# the right side has one row per position, and the assignment writes a
+# repeated row several times, each write replacing the last. Only one of the
+# gradients of token 3 survives. `np.add.at(dw, tokens, dout)` is the
+# unbuffered scatter-add that accumulates them all (the package uses it).
+
+# %%
+dw_wrong = np.zeros((V, C))
+dw_wrong[tokens] += dout                                           # each repeated row keeps ONE term
+for tok in (3, 5, 7):
+    uses = int((tokens == tok).sum())
+    lost = np.abs(dw_right[tok] - dw_wrong[tok]).max()
+    print(f"token {tok}: used {uses}x; max |right - (+= by index)| on its row = {lost:.3f}")
+check_layer(position_embedding_forward, position_embedding_backward,
+            dict(x=rng.standard_normal((B, T, C)), wpe=rng.standard_normal((6, C))), wrt=["x", "wpe"],
+            title="learned positions: out = x + wpe[:T]  (rows T.. of the table get no gradient)")
 
 # %% [markdown]
 # ## 3. LayerNorm
@@ -138,41 +153,45 @@ check("embedding backward", my_embedding_backward, dw_right, args=(dout, tokens,
 #
 #     d xhat_j / d x_i = r (delta_ij - 1/C - xhat_i xhat_j / C)
 #
-# and summing `dxhat_j` times that over j:
-#
-#     dx = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
-#
-# Read it: the gradient loses its mean (shifting x does nothing after
-# centring) and its component along xhat (scaling x does nothing after
-# normalising). The package caches `xhat` and `r`; the exercise below
-# recomputes them from x instead, which costs a little time and no memory.
+# Step 1, checked below: this Jacobian against finite differences, at one
+# position. The last step, `dx_i = sum_j dxhat_j d xhat_j / d x_i` written
+# with whole arrays, is exercise B. (What do the -1/C term and the
+# -xhat_i xhat_j / C term each do to dxhat?)
 
 # %%
 x = rng.standard_normal((B, T, C)) * 3 + 1                         # (B, T, C) not normalised yet
 g, b = rng.standard_normal(C), rng.standard_normal(C)              # (C,), (C,)
+x1 = x[0, 0]                                                       # (C,) one position
+xhat_of = lambda z: (z - z.mean()) / np.sqrt(((z - z.mean()) ** 2).mean() + 1e-5)  # noqa: E731
+r1 = 1 / np.sqrt(((x1 - x1.mean()) ** 2).mean() + 1e-5)
+xh1 = xhat_of(x1)
+J = r1 * (np.eye(C) - 1 / C - np.outer(xh1, xh1) / C)              # J[i, j] = d xhat_j / d x_i (symmetric)
+J_numeric = np.stack([(xhat_of(x1 + 1e-6 * e) - xhat_of(x1 - 1e-6 * e)) / 2e-6 for e in np.eye(C)])
+print(f"step 1: d xhat / d x, formula vs finite differences: max |diff| = {np.abs(J - J_numeric).max():.1e}")
 check_layer(layernorm_forward, layernorm_backward, dict(x=x, g=g, b=b), wrt=["x", "g", "b"],
-            title="LayerNorm: out = g * (x - mean) / std + b")
+            title="LayerNorm: out = g * (x - mean) / std + b  (the package, against autograd)")
 
 # %% [markdown]
 # **Exercise B.** Write the LayerNorm input gradient `dx` from `dout`, `x`
 # and `g` (recompute `xhat` and `r` from x; eps = 1e-5, the variance is the
-# plain mean of squares, no Bessel correction). Checked against the
-# package's `layernorm_backward`.
+# plain mean of squares, no Bessel correction), without building J. Checked
+# against the package's `layernorm_backward`.
 
 # %%
 def my_layernorm_dx(dout, x, g, eps=1e-5):
-    # --- your code below ---
-    xc = x - x.mean(axis=-1, keepdims=True)                             # (..., C) centred  # SOLUTION
-    r = 1.0 / np.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)    # (..., 1)  # SOLUTION
-    xhat = xc * r                                                       # (..., C)  # SOLUTION
-    dxhat = dout * g                                                    # (..., C)  # SOLUTION
-    return r * (dxhat - dxhat.mean(-1, keepdims=True) - xhat * (dxhat * xhat).mean(-1, keepdims=True))  # SOLUTION
-    # --- your code above ---
+    """dx (same shape as x) of LayerNorm over the last axis, given dout, x and the gain g."""
+    raise NotImplementedError("exercise: recompute xhat and r, then dx from the Jacobian above")
 
 
 dout = rng.standard_normal((B, T, C))
 dx_package, _, _ = layernorm_backward(dout, layernorm_forward(np, x, g, b)[1])
 check("layernorm dx", my_layernorm_dx, dx_package, args=(dout, x, g))
+
+# %% [markdown]
+# Read the answer (the package's `layernorm_backward` is the reference):
+# `dx = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))`. The gradient
+# loses its mean (shifting x does nothing after centring) and its component
+# along xhat (scaling x does nothing after normalising).
 
 # %% [markdown]
 # ## 4. The MLP: linear, GELU, linear
@@ -243,18 +262,70 @@ check_layer(mlp_block_forward, lambda d, c: mlp_block_backward(d, c, forget_skip
 # ## 6. Causal self-attention
 #
 # Forward, per head (head dim D = C/H): `q, k, v = x @ w_qkv + b_qkv`, split;
-# `att = q k^T / sqrt(D)` (T x T: query position t, key position s);
+# scores `att = q k^T / sqrt(D)` (T x T: query position t, key position s);
 # entries with s > t set to -1e9 (no peeking at later tokens);
 # `p = softmax over s`; `y = p v`; heads side by side; `out = y @ w_proj + b_proj`.
+# The projections are linear layers (section 4). The new part is one head's
+# core, from q, k, v (each T x D) to y (T x D):
 #
-# Backward, in reverse: the output projection is a linear layer; `y = p v`
-# gives `dp = dy v^T` and `dv = p^T dy`; the softmax gives
+# $$a = \frac{q k^\top}{\sqrt D},\qquad \tilde a_{ts} = \begin{cases} a_{ts} & s \le t\\ -10^9 & s > t\end{cases},
+#   \qquad p = \mathrm{softmax}_s(\tilde a),\qquad y = p\, v .$$
 #
-#     datt = p * (dp - sum_s p * dp)
+# Backward, one line of the forward at a time, last line first:
 #
-# (the Jacobian of a softmax is `diag(p) - p p^T`); then `dq = datt k / sqrt(D)`,
-# `dk = datt^T q / sqrt(D)`; and the q, k, v projection is a linear layer again.
-# Masked entries have p = 0, so they pass back no gradient.
+# 1. $y = p v$: a matrix product, so $dp = dy\, v^\top$ and $dv = p^\top dy$.
+# 2. $p = \mathrm{softmax}(\tilde a)$, row by row: lesson 4's softmax
+#    backward, $d\tilde a = p \odot (dp - \sum_s p\, dp)$.
+# 3. The mask: $\tilde a_{ts}$ is a copy of $a_{ts}$ where $s \le t$ and a
+#    constant elsewhere, so $da = d\tilde a$ on and below the diagonal and 0
+#    above it. (There $p_{ts} = e^{-10^9}/\ldots = 0$, so step 2 already gave 0.)
+# 4. $a = q k^\top / \sqrt D$, i.e. $a_{ts} = \sum_d q_{td} k_{sd} / \sqrt D$:
+#    differentiate by $q_{td}$ and by $k_{sd}$, and write $dq$ and $dk$ as
+#    matrix products. This step is yours.
+#
+# **Exercise C (attention backward).** Write `my_attention_core_backward(dy, q, k, v)`
+# returning `(dq, dk, dv)` for one head (recompute p from q and k). Each
+# output is checked on its own against autograd on the forward below; steps
+# 1 to 3 are checked first, one printed comparison each.
+
+# %%
+def attention_core_forward(xp, q, k, v):  # (T, D) x 3 -> (T, D)
+    """One head's causal attention, from q, k, v to y."""
+    T, D = q.shape
+    a = q @ k.T / np.sqrt(D)                                       # (T, T) scores
+    a = xp.where(np.tril(np.ones((T, T), dtype=bool)), a, -1e9)    # (T, T) causal mask
+    p = xp.exp(a - a.max(axis=1, keepdims=True))
+    p = p / p.sum(axis=1, keepdims=True)                           # (T, T) softmax over keys s
+    return p @ v                                                   # (T, D)
+
+
+def my_attention_core_backward(dy, q, k, v):
+    """(dq, dk, dv), each T x D, for y = attention_core_forward(np, q, k, v)."""
+    raise NotImplementedError("exercise: the four steps above, in reverse order of the forward")
+
+
+Ta, Da = 5, 4
+q_t, k_t, v_t, dy_t = (rng.standard_normal((Ta, Da)) for _ in range(4))
+auto = [autograd.grad(lambda z, i=i: anp.sum(attention_core_forward(
+    anp, *[z if j == i else (q_t, k_t, v_t)[j] for j in range(3)]) * dy_t))((q_t, k_t, v_t)[i]) for i in range(3)]
+a_t = np.where(np.tril(np.ones((Ta, Ta), dtype=bool)), q_t @ k_t.T / np.sqrt(Da), -1e9)   # masked scores
+p_t, soft_cache = softmax_forward(np, a_t)
+print(f"step 1: dv = p^T dy vs autograd: max |diff| = {np.abs(p_t.T @ dy_t - auto[2]).max():.1e}")
+da_t = softmax_backward(dy_t @ v_t.T, soft_cache)                  # step 2, with the package's softmax backward
+softmax_rows = lambda a: anp.exp(a - a.max(1, keepdims=True)) / anp.exp(a - a.max(1, keepdims=True)).sum(1, keepdims=True)  # noqa: E731
+da_auto = autograd.grad(lambda a: anp.sum((softmax_rows(a) @ v_t) * dy_t))(a_t)
+print(f"step 2: the softmax backward of dp = dy v^T vs autograd on the masked scores: "
+      f"max |diff| = {np.abs(da_t - da_auto).max():.1e}")
+print(f"step 3: the gradient above the diagonal (masked scores) is exactly 0: {np.abs(np.triu(da_t, 1)).max() == 0}")
+for i, name in enumerate(("dq", "dk", "dv")):
+    check(f"attention backward {name}", my_attention_core_backward, auto[i], args=(dy_t, q_t, k_t, v_t),
+          then=lambda grads, i=i: grads[i])
+
+# %% [markdown]
+# Step 4's answer: `dq = da k / sqrt(D)` and `dk = da^T q / sqrt(D)` (row t
+# of `da` belongs to query t, column s to key s). The package's
+# `attention_backward` does the same for all heads at once, plus the two
+# linear layers around the core. Checked against autograd:
 
 # %%
 attn_inputs = dict(x=rng.standard_normal((B, T, C)), w_qkv=0.5 * rng.standard_normal((C, 3 * C)),
@@ -324,31 +395,37 @@ check_layer(tiny_lm_forward, lambda d, c: tiny_lm_backward(d, c, input_use_only=
 # %% [markdown]
 # Why this matters for the rest of the course: with tied embeddings, training
 # the sentence `[x -> y]` moves `wte[y]` *as an output* (toward the hidden
-# state that predicts it) and `wte[x]` *as an input*. Lessons 6 and 8 come
-# back to what that coupling does to the unseen direction.
+# state that predicts it) and `wte[x]` *as an input*. The paper's public
+# code, as it runs, does NOT tie: its output layer is a separate matrix
+# (`docs/paper.md`, §4), and so is minirev's by default (`w_out`); `tied=True`
+# gives GPT-2's tying. Lessons 6 and 9 come back to what the coupling does to
+# the unseen direction.
 #
 # ## 8. The whole GPT
 #
 # `minirev.GPT` composes exactly these layers: token and position embedding,
 # then per block `x = x + attn(ln1(x))` and `x = x + mlp(ln2(x))`, a final
-# LayerNorm, and the tied output; its backward calls the layer backwards in
+# LayerNorm, and the output layer (its own matrix `w_out` by default, `wte`
+# with `tied=True`); its backward calls the layer backwards in
 # reverse order and scores only the answer tokens. `check_model` copies the
 # model to float64 and compares every parameter's gradient with autograd on
 # the model's own forward. The sentences are the reversal data with
 # two-token entities (so the loss covers two answer positions), and dropout
-# is on (both passes draw the same masks from one seed).
+# is on (both passes draw the same masks from one seed). Two GPTs: absolute
+# positions with the default untied output layer, and rotary positions
+# with the tied one.
 
 # %%
 data = reversal_data(vocab=40, entity_len=2, seed=1234)
 sentences = data.train[:12]                                        # (12, 5): [x1 x2 -> y1 y2] or [y1 y2 <- x1 x2]
 print("sentences:", " ".join(data.sentence(s) for s in sentences[:3]), "...")
 results = {}
-for pos in ("absolute", "rotary"):
+for pos, tied in (("absolute", False), ("rotary", True)):     # the default output layer, and GPT-2's tying
     gpt = GPT(data.vocab_size, layers=2, width=16, heads=4, pos=pos, max_len=5, dropout=0.1,
-              entity_len=2, seed=0)
+              entity_len=2, seed=0, tied=tied)
     ok, rows = check_model(gpt, sentences)
     results[pos] = rows
-    print(f"positions {pos}: {'every gradient matches autograd' if ok else 'SOME GRADIENTS DO NOT MATCH'} "
+    print(f"positions {pos}, {'tied' if tied else 'untied'}: {'every gradient matches autograd' if ok else 'SOME GRADIENTS DO NOT MATCH'} "
           f"({len(rows)} tensors, largest relative error {max(r['rel_error'] for r in rows):.1e})\n")
 
 # %% [markdown]
@@ -364,7 +441,7 @@ im = ax1.imshow(reach, cmap="viridis")
 ax1.set(title="attention: |gradient| from output t to input s",
         xlabel="input position s", ylabel="output position t")
 fig.colorbar(im, ax=ax1, fraction=0.046)
-names = [r["name"] for r in results["absolute"]]               # rotary has the same tensors, less wpe
+names = [r["name"] for r in results["absolute"]]               # rotary, tied: the same tensors less wpe, w_out
 for (pos, rows), marker in zip(results.items(), ("o", "x")):
     where = [names.index(r["name"]) for r in rows]
     errs = [max(r["rel_error"], 1e-18) for r in rows]            # an exact 0 would vanish on a log axis

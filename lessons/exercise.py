@@ -1,26 +1,38 @@
 """What every lesson shares: fast mode, the figure folder, and the exercise checks.
 
-    from exercise import FAST, check, figure, out_dir, save_figure
+    from exercise import FAST, check, figure, lesson, save_figure
 
-    FAST                  True when MINIREV_FAST=1: smaller sizes, fewer steps (a few seconds a lesson)
-    out_dir("01_the_curse")   the lesson's figure folder, created:
-                          $MINIREV_LESSON_OUT/01_the_curse (default: lessons/output/01_the_curse)
+    OUT = lesson("02_bilinear_by_hand")   # names the lesson; returns its figure folder, created:
+                          $MINIREV_LESSON_OUT/02_bilinear_by_hand (default: lessons/output/...)
+    FAST                  True when MINIREV_FAST=1: smaller sizes, fewer steps
     figure(path)          prints "figure: <path>" (and shows it inline in Jupyter)
     save_figure(fig, path)    tight layout, save (dpi 110), close, then figure(path)
-    check(name, answer, expected, args=())
-                          prints "exercise NAME: OK", "exercise NAME: FAIL: <what is wrong>" or,
-                          when the answer raises NotImplementedError, "exercise NAME: not done yet"
+    check(name, answer, expected, args=(), then=None)
+                          calls your function answer(*args) (then `then` on its result, if
+                          given) and prints one line:
+                          "exercise NAME: OK", "exercise NAME: FAIL: <what is wrong>, hint: ..."
+                          or, while the function still raises NotImplementedError,
+                          "exercise NAME: not done yet". It returns True only for OK.
 
-Blank lessons, to try the exercises yourself:
+Exercises are blank: each is a function in the lesson whose body raises
+NotImplementedError. Replace the raise with your code and run the cell again.
+Whatever you write, the lesson goes on with the package's own answer, so a
+wrong or missing answer never breaks what follows.
 
-    python lessons/exercise.py blank [FOLDER]     # default FOLDER: lessons/blank
+Solutions live apart, in lessons/solutions/NN_topic.py, one function per
+exercise, with the same name as in the lesson. Read them after trying.
+Run a lesson with its solutions filled in:
 
-copies every lesson with each line that ends in "# SOLUTION" replaced by
-``raise NotImplementedError("exercise: your code here")`` (one raise per block).
+    MINIREV_SOLUTIONS=1 python lessons/02_bilinear_by_hand.py
+
+Each solutions file also lists MISTAKES: common wrong answers and the hint
+the check gives when your answer matches one of them. MINIREV_PLANT=1 makes
+every check also feed itself each listed mistake and print the verdict (the
+tests use it to show that every mistake gets its hint).
 """
-import glob
+import copy
+import importlib.util
 import os
-import shutil
 import sys
 
 # The lessons multiply small matrices: one BLAS thread is faster than many, and far
@@ -30,15 +42,27 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
+
+def _flag(name):
+    return os.environ.get(name, "") not in ("", "0")
+
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-FAST = os.environ.get("MINIREV_FAST", "") not in ("", "0")
-SOLUTION = "# SOLUTION"
-BLANK = 'raise NotImplementedError("exercise: your code here")'
+FAST = _flag("MINIREV_FAST")
+SOLUTIONS = _flag("MINIREV_SOLUTIONS")
+PLANT = _flag("MINIREV_PLANT")
+_current = {"lesson": None}
 
 
-def out_dir(lesson):
+def lesson(name):
+    """Name the running lesson (its solutions file is solutions/<name>.py); return its figure folder."""
+    _current["lesson"] = name
+    return out_dir(name)
+
+
+def out_dir(name):
     """The folder for this lesson's figures (created)."""
-    path = os.path.join(os.environ.get("MINIREV_LESSON_OUT") or os.path.join(HERE, "output"), lesson)
+    path = os.path.join(os.environ.get("MINIREV_LESSON_OUT") or os.path.join(HERE, "output"), name)
     os.makedirs(path, exist_ok=True)
     return path
 
@@ -60,7 +84,46 @@ def figure(path):
         display(Image(filename=path))
 
 
-# ----------------------------------------------------------------------------- checks
+# ----------------------------------------------------------------------------- solutions
+
+def solutions_module(name=None):
+    """lessons/solutions/<lesson>.py as a module, or None if there is none."""
+    name = name or _current["lesson"]
+    path = os.path.join(HERE, "solutions", f"{name}.py")
+    if name is None or not os.path.isfile(path):
+        return None
+    spec = importlib.util.spec_from_file_location(f"solutions_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_loaded = {}
+
+
+def _solutions():
+    name = _current["lesson"]
+    if name not in _loaded:
+        _loaded[name] = solutions_module(name)
+    return _loaded[name]
+
+
+def _mistakes(name):
+    module = _solutions()
+    return list(getattr(module, "MISTAKES", {}).get(name, [])) if module else []
+
+
+# ----------------------------------------------------------------------------- what is wrong
+
+def _ratio_words(k):
+    """'1/90 of', '7 times', or None when k is not (close to) a whole number or its inverse."""
+    for n in range(2, 1001):
+        if abs(k - n) < 1e-6 * n:
+            return f"{n} times"
+        if abs(k - 1 / n) < 1e-6 / n:
+            return f"1/{n} of"
+    return None
+
 
 def what_is_wrong(value, expected, rtol=1e-6, atol=1e-9):
     """None if value matches expected, else one line saying how it differs."""
@@ -74,6 +137,8 @@ def what_is_wrong(value, expected, rtol=1e-6, atol=1e-9):
     if v.shape != e.shape:
         if v.ndim == 2 and close(v.T, e):
             return f"transposed: shape {v.shape}, expected {e.shape}"
+        if v.size == e.size and close(v.reshape(e.shape), e):
+            return f"the right numbers in the wrong shape {v.shape}, expected {e.shape}"
         return f"shape {v.shape}, expected {e.shape}"
     if not np.isfinite(v).all():
         return "contains NaN or inf"
@@ -83,68 +148,93 @@ def what_is_wrong(value, expected, rtol=1e-6, atol=1e-9):
         return "transposed (yours is the expected matrix, flipped)"
     if close(v, -e):
         return "wrong sign"
-    if v.size == 1:
-        return f"yours {float(v.ravel()[0]):.6g}, expected {float(e.ravel()[0]):.6g}"
     k = float((v * e).sum() / (e * e).sum()) if (e * e).sum() > 0 else 0.0
     if k and close(v, k * e):
-        factor = f"1/{round(1 / k)}" if abs(k) < 1 and abs(1 / k - round(1 / k)) < 1e-6 else f"{k:.4g}"
-        return f"off by a factor {factor} (yours = {factor} x expected)"
-    return f"max difference {np.abs(v - e).max():.3g} (largest expected entry {np.abs(e).max():.3g})"
+        words = _ratio_words(abs(k))
+        sign = "minus " if k < 0 else ""
+        if v.size == 1:
+            amount = f"{sign}{words or f'{abs(k):.4g} times'} the expected value"
+            return f"yours {float(v.ravel()[0]):.6g}, expected {float(e.ravel()[0]):.6g}: yours is {amount}"
+        words = words or f"{abs(k):.4g} times"
+        return f"off by a factor {sign}{words.split()[0]} (yours is {sign}{words} the expected array)"
+    if v.size == 1:
+        return f"yours {float(v.ravel()[0]):.6g}, expected {float(e.ravel()[0]):.6g}"
+    wrong = ~np.isclose(v, e, rtol=rtol, atol=atol)
+    if v.ndim == 1:
+        idx = np.flatnonzero(wrong)
+        shown = ", ".join(f"[{i}] yours {v[i]:.6g}, expected {e[i]:.6g}" for i in idx[:4])
+        more = f" (and {len(idx) - 4} more)" if len(idx) > 4 else ""
+        return f"{len(idx)} of {v.size} entries wrong: {shown}{more}"
+    first = tuple(int(i) for i in np.argwhere(wrong)[0])
+    return (f"{int(wrong.sum())} of {v.size} entries wrong, the first at index {first} "
+            f"(yours {v[first]:.6g}, expected {e[first]:.6g}); max difference {np.abs(v - e).max():.3g}")
 
 
-def check(name, answer, expected, args=(), rtol=1e-6, atol=1e-9):
-    """Check a student's answer: a value, or a function called with `args`. Returns True if right."""
-    try:
-        value = answer(*args) if callable(answer) else answer
-    except NotImplementedError:
-        print(f"exercise {name}: not done yet")
-        return False
-    except Exception as error:  # the student's code crashed: say how, keep the lesson going
-        print(f"exercise {name}: FAIL: your code raised {type(error).__name__}: {error}")
-        return False
+def _copy(args):
+    """Copies of the arguments, so an answer cannot change what the next one sees (objects that
+    cannot be copied, such as models, are passed as they are)."""
+    out = []
+    for a in args:
+        try:
+            out.append(copy.deepcopy(a))
+        except Exception:
+            out.append(a)
+    return tuple(out)
+
+
+def _value(answer, args, then):
+    value = answer(*args) if callable(answer) else answer
+    return then(value) if then is not None else value
+
+
+def verdict(value, expected, mistakes=(), args=(), then=None, rtol=1e-6, atol=1e-9):
+    """'OK', or 'FAIL: <what is wrong>' with the hint of the first listed mistake it matches."""
     problem = what_is_wrong(value, expected, rtol, atol)
-    print(f"exercise {name}: " + ("OK" if problem is None else f"FAIL: {problem}"))
-    return problem is None
+    if problem is None:
+        return "OK"
+    for hint, wrong in mistakes:
+        try:
+            planted = _value(wrong, _copy(args), then)
+        except Exception:  # a mistake that cannot run on these inputs matches nothing
+            continue
+        if what_is_wrong(value, planted, rtol, atol) is None:
+            return f"FAIL: {problem}; hint: {hint}"
+    return f"FAIL: {problem}"
 
 
-# ----------------------------------------------------------------------------- blank lessons
+def check(name, answer, expected, args=(), then=None, rtol=1e-6, atol=1e-9):
+    """Check an exercise: a function called with `args` (or a value). Returns True if right.
 
-def blank_source(text):
-    """The lesson with its solution lines replaced by one raise per block (indentation kept)."""
-    out, in_block = [], False
-    for line in text.splitlines(keepends=True):
-        if line.rstrip().endswith(SOLUTION):
-            if not in_block:
-                indent = line[:len(line) - len(line.lstrip())]
-                out.append(f"{indent}{BLANK}\n")
-            in_block = True
+    With MINIREV_SOLUTIONS=1 the function of the same name in solutions/<lesson>.py
+    replaces yours. `then` turns the function's result into what is compared.
+    """
+    if SOLUTIONS and callable(answer):
+        module = _solutions()
+        if module is None or not hasattr(module, answer.__name__):
+            raise RuntimeError(f"MINIREV_SOLUTIONS=1 but solutions/{_current['lesson']}.py has no "
+                               f"function {answer.__name__}")
+        answer = getattr(module, answer.__name__)
+    mistakes = _mistakes(name)
+    try:
+        value = answer(*_copy(args)) if callable(answer) else answer
+    except NotImplementedError:
+        line = "not done yet"
+    except Exception as error:  # the student's code crashed: say how, keep the lesson going
+        line = f"FAIL: your code raised {type(error).__name__}: {error}"
+    else:
+        try:
+            value = then(value) if then is not None else value
+        except Exception as error:  # e.g. a matrix of the wrong shape, used by the check
+            line = f"FAIL: your answer could not be used ({type(error).__name__}: {error}); check its shape and type"
         else:
-            out.append(line)
-            in_block = False
-    return "".join(out)
-
-
-def write_blanks(folder=None):
-    """Write blank variants of every lesson (and a copy of this module) to `folder`."""
-    folder = folder or os.path.join(HERE, "blank")
-    os.makedirs(folder, exist_ok=True)
-    written = []
-    for path in sorted(glob.glob(os.path.join(HERE, "[0-9][0-9]_*.py"))):
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-        target = os.path.join(folder, os.path.basename(path))
-        with open(target, "w", encoding="utf-8") as f:
-            f.write(blank_source(text))
-        written.append(target)
-    shutil.copy(os.path.abspath(__file__), os.path.join(folder, "exercise.py"))
-    return written
-
-
-if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] != "blank" or len(sys.argv) > 3:
-        print("usage: python lessons/exercise.py blank [FOLDER]   (default FOLDER: lessons/blank)")
-        sys.exit(2)
-    paths = write_blanks(sys.argv[2] if len(sys.argv) == 3 else None)
-    for p in paths:
-        print(f"blank lesson: {p}")
-    print(f"{len(paths)} lessons; run one with: python {paths[0] if paths else 'FOLDER/01_the_curse.py'}")
+            line = verdict(value, expected, mistakes, args, then, rtol, atol)
+    print(f"exercise {name}: {line}")
+    if PLANT:
+        for hint, wrong in mistakes:
+            try:
+                planted = _value(wrong, _copy(args), then)
+                said = verdict(planted, expected, mistakes, args, then, rtol, atol)
+            except Exception as error:
+                said = f"the planted mistake raised {type(error).__name__}: {error}"
+            print(f"planted mistake in {name} | {hint} | {said}")
+    return line == "OK"
