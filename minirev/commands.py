@@ -13,7 +13,10 @@ from .backend import get_xp
 from .bilinear_sweep import bilinear_sweep
 from .experiments import (chain_step_by_step, draw_figures, embedding_similarity, make_dataset, make_model,
                           make_optimizer, run_experiment)
+from .checkpoint import collides
+from .errors import UsageError
 from .files import check_json_path, check_out_dir, write_json
+from .limits import check_memory
 from .gradcheck import check_model
 from .model import Model
 from .plots import plot_bilinear, plot_similarity
@@ -25,8 +28,12 @@ def experiment(cfg, out, json_path, paper=False, command=None):
     get_xp(cfg.backend)
     cfg = cfg.resolved()
     out_dir, json_path = check_out_dir(out), check_json_path(json_path)
-    if cfg.save:
-        check_out_dir(cfg.save)
+    for folder in (cfg.save, cfg.resume):
+        if json_path and folder and collides(json_path, folder):
+            raise UsageError(f"--json {json_path} would replace a file of the checkpoint in {folder}: "
+                             "write the results outside the checkpoint folder")
+    if command == "embeddings" and cfg.model != "gpt":
+        raise UsageError("the embeddings experiment needs learned token embeddings: use --model gpt")
     if paper:
         print(f"--paper: the paper's full configuration (24 layers, width 768, 12 heads, dropout 0.1, "
               f"{cfg.epochs} epochs); a GPU (--backend cupy) is advised.")
@@ -49,6 +56,7 @@ def experiment(cfg, out, json_path, paper=False, command=None):
                                      f"cosine similarity of learned entity embeddings (mean |off-diag| {off:.3f})"))
     print("figures: " + ", ".join(paths))
     if json_path:
+        result["run"].update(json=json_path, out=out_dir)         # paths stay out of the results
         write_json(json_path, result)
         print(f"results: {json_path}")
 
@@ -74,6 +82,11 @@ def estimate_paper_time(cfg):
 def bilinear(dims, vocab, pairs, held_out, lr, steps, seed, dtype, backend, trace, out, json_path, config):
     get_xp(backend)
     out_dir, json_path = check_out_dir(out), check_json_path(json_path)
+    itemsize = np.dtype(dtype).itemsize
+    for dim in dims:            # U (host float64, and a copy), Theta, its gradient and the (B, m) logits
+        d = vocab if dim is None else dim
+        check_memory(f"the bilinear model with d = {d} and m = {vocab}", 8 * vocab * d
+                     + itemsize * (vocab * d + 2 * d * d + 3 * 2 * pairs * vocab), "use a smaller --dims or --vocab")
     print(f"bilinear model: {pairs} pairs ({held_out} held out), vocabulary {vocab}, "
           f"full-batch gradient descent, lr {lr}, {steps} steps")
     data, results = bilinear_sweep(dims, vocab, pairs, held_out, lr, steps, seed, np.dtype(dtype), backend,
@@ -87,7 +100,9 @@ def bilinear(dims, vocab, pairs, held_out, lr, steps, seed, dtype, backend, trac
     fig = plot_bilinear(results, math.log(vocab), os.path.join(out_dir, "bilinear.png"))
     print(f"figure: {fig}")
     if json_path:
-        write_json(json_path, dict(experiment="bilinear", config=config, results=results))
+        seconds = [r.pop("seconds") for r in results]              # timing and paths stay out of the results
+        run = dict(seconds=seconds, out=config.pop("out"), json=config.pop("json", json_path))
+        write_json(json_path, dict(experiment="bilinear", config=config, results=results, run=run))
         print(f"results: {json_path}")
 
 

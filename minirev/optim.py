@@ -36,6 +36,10 @@ class Optimizer:
     def state_dict(self):
         return {"t": self.t}
 
+    def state_names(self, params):
+        """The arrays state_dict holds once a step has been taken (a checkpoint must have all of them)."""
+        return []
+
     def load_state_dict(self, state, xp=np):
         self.t = int(state["t"])
 
@@ -102,6 +106,9 @@ class AdamW(Optimizer):
             state[f"m.{name}"] = to_numpy(self.m[name])
             state[f"v.{name}"] = to_numpy(self.v[name])
         return state
+
+    def state_names(self, params):
+        return [f"{which}.{name}" for name in params for which in ("m", "v")]
 
     def load_state_dict(self, state, xp=np):
         self.t = int(state["t"])
