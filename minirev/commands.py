@@ -20,6 +20,7 @@ from .limits import check_memory
 from .gradcheck import check_model
 from .model import Model
 from .plots import plot_bilinear, plot_similarity
+from .train import Interrupts
 from .report import print_bilinear_table, print_report
 
 
@@ -39,26 +40,27 @@ def experiment(cfg, out, json_path, paper=False, command=None):
               f"{cfg.epochs} epochs); a GPU (--backend cupy) is advised.")
         estimate_paper_time(cfg)
     result, runs = run_experiment(cfg)
-    print_report(result, runs)
-    if cfg.experiment == "chain":
-        steps = chain_step_by_step(runs[0]["model"], runs[0]["dataset"])
-        result["final"].update(steps)
-        print(f"chain of thought on the validation triples: A -> B right {100 * steps['b_acc']:.1f}%, "
-              f"then B -> C right {100 * steps['step_by_step_acc']:.1f}%; "
-              f"the direct A ~> C right {100 * steps['direct_acc']:.1f}%")
-    paths = draw_figures(cfg.experiment, result, runs, out_dir)
-    if command == "embeddings":
-        sim, off, off_random = embedding_similarity(runs[0]["model"], runs[0]["dataset"])
-        result["final"].update(mean_abs_cosine=off, mean_abs_cosine_random=off_random)
-        print(f"learned entity embeddings: mean |cosine similarity| between different tokens {off:.3f} "
-              f"(random vectors of the same width: {off_random:.3f}); near 0 means nearly orthogonal")
-        paths.append(plot_similarity(sim, os.path.join(out_dir, "embeddings_cosine.png"),
-                                     f"cosine similarity of learned entity embeddings (mean |off-diag| {off:.3f})"))
-    print("figures: " + ", ".join(paths))
-    if json_path:
-        result["run"].update(json=json_path, out=out_dir)         # paths stay out of the results
-        write_json(json_path, result)
-        print(f"results: {json_path}")
+    with Interrupts():          # a Ctrl-C now would only lose the results of the run: they are written first
+        print_report(result, runs)
+        if cfg.experiment == "chain":
+            steps = chain_step_by_step(runs[0]["model"], runs[0]["dataset"])
+            result["final"].update(steps)
+            print(f"chain of thought on the validation triples: A -> B right {100 * steps['b_acc']:.1f}%, "
+                  f"then B -> C right {100 * steps['step_by_step_acc']:.1f}%; "
+                  f"the direct A ~> C right {100 * steps['direct_acc']:.1f}%")
+        paths = draw_figures(cfg.experiment, result, runs, out_dir)
+        if command == "embeddings":
+            sim, off, off_random = embedding_similarity(runs[0]["model"], runs[0]["dataset"])
+            result["final"].update(mean_abs_cosine=off, mean_abs_cosine_random=off_random)
+            print(f"learned entity embeddings: mean |cosine similarity| between different tokens {off:.3f} "
+                  f"(random vectors of the same width: {off_random:.3f}); near 0 means nearly orthogonal")
+            paths.append(plot_similarity(sim, os.path.join(out_dir, "embeddings_cosine.png"),
+                                         f"cosine similarity of learned entity embeddings (mean |off-diag| {off:.3f})"))
+        print("figures: " + ", ".join(paths))
+        if json_path:
+            result["run"].update(json=json_path, out=out_dir)         # paths stay out of the results
+            write_json(json_path, result)
+            print(f"results: {json_path}")
 
 
 def estimate_paper_time(cfg):

@@ -11,6 +11,9 @@ from minirev import demo
 
 pytestmark = pytest.mark.cli
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, PYTHONPATH=ROOT)        # a child process imports this checkout's minirev
+
 TINY = ["--vocab", "40", "--layers", "1", "--width", "16", "--heads", "2", "--epochs", "3"]
 
 BAD = [  # (arguments, what the one-line message must mention)
@@ -82,7 +85,7 @@ def test_bad_invocation_gives_one_line_and_leaves_no_files(args, message, workdi
 
 def test_a_real_process_prints_no_traceback(workdir):
     proc = subprocess.run([sys.executable, "-m", "minirev.demo", "reversal", "--width", "30", "--heads", "4"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=ENV)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
 
@@ -90,7 +93,7 @@ def test_a_real_process_prints_no_traceback(workdir):
 def run_json(workdir, name, *extra):
     cmd = [sys.executable, "-m", "minirev.demo", "reversal", *TINY, "--dropout", "0.1",
            "--json", name, "--out", "figs", *extra]
-    subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=workdir)
+    subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=workdir, env=ENV)
     data = json.loads((workdir / name).read_text())
     data["final"].pop("seconds")                 # timing: the one field allowed to differ
     return data
