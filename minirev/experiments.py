@@ -146,10 +146,10 @@ def run_experiment(cfg, out=print):
     result = dict(experiment=experiment, config={k: v for k, v in cfg.to_dict().items() if k not in paths},
                   interrupted=interrupted, final=final,
                   history=_mean_history([r["trainer"].history for r in runs]),
-                  runs=[dict(seed=r["seed"], history=r["trainer"].history) for r in runs],
-                  run=dict(seconds=time.perf_counter() - start, **{k: getattr(cfg, k) for k in paths}))
+                  runs=[dict(seed=r["seed"], history=r["trainer"].history) for r in runs])
     if runs[0]["trace"] is not None:
         result["trace"] = runs[0]["trace"].records
+    result["run"] = dict(seconds=time.perf_counter() - start, **{k: getattr(cfg, k) for k in paths})   # last
     return result, runs
 
 

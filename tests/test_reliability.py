@@ -108,8 +108,9 @@ def test_sigint_sent_to_a_real_process_at_a_random_moment(tmp_path):
            "--out", "figs"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    while not proc.stdout.readline().startswith("epoch"):           # the first progress line: training
-        pass
+    for line in proc.stdout:                                      # the first progress line: training
+        if line.startswith("epoch"):
+            break
     time.sleep(np.random.default_rng().uniform(0, 0.2))
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
