@@ -122,9 +122,9 @@ class RunFolder:
         try:
             os.makedirs(self.folder, exist_ok=True)
             self._lock()
+            remove_stale_temporaries(self.folder)      # left by a run killed while saving here
         except OSError as e:
             raise RunError(f"cannot use the checkpoint folder {self.folder}: {e.strerror or e}") from None
-        remove_stale_temporaries(self.folder)
         return self
 
     def _lock(self):
@@ -149,7 +149,10 @@ class RunFolder:
         self.fd = fd
 
     def __exit__(self, *exc):
-        os.unlink(os.path.join(self.folder, LOCK))     # removed while held: a waiting run re-checks the inode
+        try:
+            os.unlink(os.path.join(self.folder, LOCK))  # removed while held: a waiting run re-checks the inode
+        except FileNotFoundError:
+            pass
         os.close(self.fd)
         if self.created and not os.listdir(self.folder):
             os.rmdir(self.folder)                       # nothing was saved: leave no empty folder behind

@@ -57,13 +57,15 @@ class Interrupts:
         self.requested = True
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        # a process started with Ctrl-C ignored (e.g. in the background) keeps ignoring it
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             self._previous = signal.signal(signal.SIGINT, self._handler)
         return self
 
     def __exit__(self, *exc):
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _whole(name, value):

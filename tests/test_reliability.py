@@ -1,5 +1,6 @@
 """Ctrl-C anywhere resumes bit for bit; the checkpoint folder is locked and keeps the user's files;
 the Python API refuses bad input with a clear exception."""
+import errno
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from minirev.config import RunConfig
 from minirev.data import pairs_data
 from minirev.errors import RunError, UsageError
 from minirev.experiments import run_experiment
+from minirev.files import atomic_write
 from minirev.gpt import GPT
 from minirev.optim import SGD, AdamW
 from minirev.train import Trainer
@@ -192,8 +194,20 @@ def test_a_run_with_stdout_closed_still_writes_its_results(tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["final"]["epochs"] == 1
 
 
+def test_a_full_disk_names_the_file_and_keeps_the_previous_one(tmp_path):
+    target = tmp_path / "r.json"
+    target.write_text("previous")
+
+    def disk_full(f):
+        f.write(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with pytest.raises(RunError, match=f"cannot write {target}: No space left on device"):
+        atomic_write(str(target), disk_full)
+    assert os.listdir(tmp_path) == ["r.json"] and target.read_text() == "previous"
+
+
 def test_a_diverging_run_is_stopped_even_when_its_loss_stays_finite():
-    with pytest.raises(RunError, match="above 100 x log|V|.*training diverged"):
+    with pytest.raises(RunError, match=r"above 100 x log\|V\| = \d+: training diverged"):
         run_experiment(SMALL.replace(model="one-layer", lr=1e30, dtype="float64"), out=None)
 
 
