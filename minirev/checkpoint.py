@@ -29,7 +29,7 @@ import numpy as np
 
 from .backend import to_backend
 from .errors import RunError, UsageError
-from .files import TMP_NAME, _umask, atomic_write, check_name, check_out_dir, remove_stale_temporaries
+from .files import TMP_NAME, atomic_write, check_name, check_out_dir, remove_stale_temporaries, umask
 from .model import Model
 from .validate import DAMAGED, check_history, check_position, check_rng, check_state_types, read_npz, same_type
 
@@ -108,8 +108,9 @@ class RunFolder:
         with RunFolder("ck") as folder:
             ... folder.save(trainer, cfg) ...
 
-    Saving deletes the arrays files older checkpoints of this folder named (the
-    run continues or, with overwrite, replaces them) and nothing else.
+    A save deletes the other ``arrays-<digits>.npz`` of the folder (earlier saves of
+    this run, a save killed before its state.json, or the run --overwrite replaces)
+    and nothing else.
     """
 
     def __init__(self, folder):
@@ -130,7 +131,7 @@ class RunFolder:
     def _lock(self):
         path = os.path.join(self.folder, LOCK)
         while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666 & ~_umask())
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666 & ~umask())
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -21,7 +21,7 @@ TMP_PREFIX = ".minirev-tmp-"
 TMP_NAME = re.compile(re.escape(TMP_PREFIX) + r"[a-z0-9_]{8}\Z")      # what mkstemp makes of the prefix
 
 
-def _umask():
+def umask():
     mask = os.umask(0)                   # the only way to read the umask is to set it
     os.umask(mask)
     return mask
@@ -39,7 +39,7 @@ def atomic_write(path, write):
     except OSError as e:
         raise RunError(f"cannot write {path}: {e.strerror or e}") from None
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
         os.replace(tmp, path)
