@@ -15,7 +15,7 @@ from .experiments import (chain_step_by_step, draw_figures, embedding_similarity
                           make_optimizer, run_experiment)
 from .checkpoint import collides
 from .errors import UsageError
-from .files import check_json_path, check_out_dir, write_json
+from .files import check_json_path, check_out_dir, remove_stale_temporaries, write_json
 from .limits import check_memory
 from .gradcheck import check_model
 from .model import Model
@@ -61,6 +61,14 @@ def experiment(cfg, out, json_path, paper=False, command=None):
             result["run"].update(json=json_path, out=out_dir)         # paths stay out of the results
             write_json(json_path, result)
             print(f"results: {json_path}")
+        clean_up(out_dir, json_path)
+
+
+def clean_up(out_dir, json_path):
+    """Temporary files of killed runs, an hour old, next to the figures and the JSON."""
+    for folder in {out_dir, os.path.dirname(os.path.abspath(json_path or out_dir))}:
+        if os.path.isdir(folder):
+            remove_stale_temporaries(folder, older_than=3600)
 
 
 def estimate_paper_time(cfg):
@@ -101,6 +109,7 @@ def bilinear(dims, vocab, pairs, held_out, lr, steps, seed, dtype, backend, trac
               f"reverse probabilities {sorted(set(round(p, 12) for p in r['reverse_probs']))} (1/m = {1 / vocab})")
     fig = plot_bilinear(results, math.log(vocab), os.path.join(out_dir, "bilinear.png"))
     print(f"figure: {fig}")
+    clean_up(out_dir, json_path)
     if json_path:
         seconds = [r.pop("seconds") for r in results]              # timing and paths stay out of the results
         run = dict(seconds=seconds, out=config.pop("out"), json=config.pop("json", json_path))

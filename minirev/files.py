@@ -12,6 +12,7 @@ import os
 import re
 import stat
 import tempfile
+import time
 
 import numpy as np
 
@@ -58,11 +59,15 @@ def _remove_quietly(path):
         pass
 
 
-def remove_stale_temporaries(folder):
-    """Remove the temporary files a killed minirev left in `folder` (only names mkstemp gave us)."""
+def remove_stale_temporaries(folder, older_than=0.0):
+    """Remove the temporary files a killed minirev left in `folder` (only names mkstemp gave us).
+
+    In a folder no lock protects, older_than (seconds) spares the files of a run writing there now.
+    """
     for name in os.listdir(folder):
         full = os.path.join(folder, name)
-        if TMP_NAME.match(name) and os.path.isfile(full) and not os.path.islink(full):
+        if TMP_NAME.match(name) and os.path.isfile(full) and not os.path.islink(full) \
+                and time.time() - os.lstat(full).st_mtime >= older_than:
             _remove_quietly(full)
 
 

@@ -195,6 +195,17 @@ def test_a_run_with_stdout_closed_still_writes_its_results(tmp_path, monkeypatch
     assert json.loads((tmp_path / "r.json").read_text())["final"]["epochs"] == 1
 
 
+def test_temporaries_of_killed_runs_are_removed_once_an_hour_old(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    old, fresh, mine = tmp_path / ".minirev-tmp-old12345", tmp_path / ".minirev-tmp-new12345", tmp_path / ".tmp-x"
+    for path in (old, fresh, mine):
+        path.write_text("")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert demo.main(["bilinear", "--dims", "4", "--vocab", "20", "--pairs", "5", "--held-out", "2",
+                      "--steps", "3", "--out", ".", "--json", "r.json"]) == 0
+    assert not old.exists() and fresh.exists() and mine.exists()
+
+
 def test_a_full_disk_names_the_file_and_keeps_the_previous_one(tmp_path):
     target = tmp_path / "r.json"
     target.write_text("previous")
