@@ -16,12 +16,12 @@ from .experiments import (chain_step_by_step, draw_figures, embedding_similarity
 from .checkpoint import collides
 from .errors import UsageError
 from .files import check_json_path, check_out_dir, remove_stale_temporaries, write_json
-from .limits import check_memory
 from .gradcheck import check_model
+from .limits import check_memory
 from .model import Model
 from .plots import plot_bilinear, plot_similarity
-from .train import Interrupts
 from .report import print_bilinear_table, print_report
+from .train import Interrupts
 
 
 def experiment(cfg, out, json_path, paper=False, command=None):

@@ -72,16 +72,18 @@ def _words(rs, alphabet, entity_len):
 
 
 def _check_table_size(vocab, entity_len, alphabets):
-    """The generators enumerate every word (alphabet^entity_len of them, as the public code does):
-    refuse, before allocating, a table over DATA_LIMIT bytes."""
+    """The generators enumerate every word (alphabet^entity_len of them, as the public code does) of
+    `alphabets` alphabets (0: a permutation of the vocabulary only): refuse, before allocating,
+    tables over DATA_LIMIT bytes."""
     A = vocab // 4
     words = A ** entity_len if entity_len * math.log2(max(A, 2)) < 80 else 2 ** 80
     # at the peak: the tables already drawn, and the index, digits and words of the one being built
     nbytes = 8 * vocab + 8 * words * (alphabets * entity_len + entity_len + 1)
+    what = f"with --entity-len {entity_len} enumerates {A}^{entity_len} words per alphabet" if alphabets \
+        else "draws from a permutation of the whole vocabulary"
     if nbytes > DATA_LIMIT:
-        raise UsageError(f"--vocab {vocab} with --entity-len {entity_len} enumerates {A}^{entity_len} words "
-                         f"per alphabet, about {readable(nbytes)}, over the data limit of {readable(DATA_LIMIT)}: "
-                         "use a smaller --entity-len or --vocab")
+        raise UsageError(f"--vocab {vocab} {what}, about {readable(nbytes)}, over the data limit of "
+                         f"{readable(DATA_LIMIT)}: use a smaller --entity-len or --vocab")
 
 
 def reversal_data(vocab=800, entity_len=1, seed=1234, split=0.7):

@@ -176,11 +176,11 @@ def dispatch(args):
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig) if hasattr(args, f.name)}
     cfg = RunConfig(experiment="reversal" if args.command == "embeddings" else args.command, **given)
     if args.paper:          # the paper's configuration; an explicit --epochs still applies
-        for name, value in PAPER.items():
-            given = getattr(args, name)
-            if name != "epochs" and given not in (value, RunConfig.__dataclass_fields__[name].default):
+        defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+        for name, value in PAPER.items():      # an option given with another value contradicts --paper
+            if name != "epochs" and getattr(args, name) not in (value, defaults[name]):
                 flag = "--" + name.replace("_", "-")
-                raise UsageError(f"--paper sets {flag} {value}, but {flag} {given} was given: "
+                raise UsageError(f"--paper sets {flag} {value}, but {flag} {getattr(args, name)} was given: "
                                  f"drop {flag} or --paper")
         cfg = paper_config(cfg, keep_epochs=args.epochs is not None)
     return commands.experiment(cfg, args.out, args.json, paper=args.paper, command=args.command)
