@@ -15,7 +15,7 @@ from .experiments import (chain_step_by_step, draw_figures, embedding_similarity
                           make_optimizer, run_experiment)
 from .checkpoint import collides
 from .errors import UsageError
-from .files import check_json_path, check_out_dir, remove_stale_temporaries, write_json
+from .files import check_json_path, check_out_dir, remove_stale_temporaries, staged_writes, write_json
 from .gradcheck import check_model
 from .limits import check_memory
 from .model import Model
@@ -40,7 +40,8 @@ def experiment(cfg, out, json_path, paper=False, command=None):
               f"{cfg.epochs} epochs); a GPU (--backend cupy) is advised.")
         estimate_paper_time(cfg)
     result, runs = run_experiment(cfg)
-    with Interrupts():          # a Ctrl-C now would only lose the results of the run: they are written first
+    # a Ctrl-C now would only lose the run's results: they are written first, all of them or none
+    with Interrupts(), staged_writes():
         print_report(result, runs)
         if cfg.experiment == "chain":
             steps = chain_step_by_step(runs[0]["model"], runs[0]["dataset"])
@@ -107,14 +108,15 @@ def bilinear(dims, vocab, pairs, held_out, lr, steps, seed, dtype, backend, trac
         r = onehot[0]
         print(f"one-hot, held-out pairs: reverse weights {sorted(set(r['reverse_weights']))}, "
               f"reverse probabilities {sorted(set(round(p, 12) for p in r['reverse_probs']))} (1/m = {1 / vocab})")
-    fig = plot_bilinear(results, math.log(vocab), os.path.join(out_dir, "bilinear.png"))
-    print(f"figure: {fig}")
-    clean_up(out_dir, json_path)
-    if json_path:
-        seconds = [r.pop("seconds") for r in results]              # timing and paths stay out of the results
-        run = dict(seconds=seconds, out=config.pop("out"), json=config.pop("json", json_path))
-        write_json(json_path, dict(experiment="bilinear", config=config, results=results, run=run))
-        print(f"results: {json_path}")
+    with staged_writes():                   # the figure and the JSON, both or neither
+        fig = plot_bilinear(results, math.log(vocab), os.path.join(out_dir, "bilinear.png"))
+        print(f"figure: {fig}")
+        clean_up(out_dir, json_path)
+        if json_path:
+            seconds = [r.pop("seconds") for r in results]          # timing and paths stay out of the results
+            run = dict(seconds=seconds, out=config.pop("out"), json=config.pop("json", json_path))
+            write_json(json_path, dict(experiment="bilinear", config=config, results=results, run=run))
+            print(f"results: {json_path}")
 
 
 def gradcheck(kinds, seed, tol):

@@ -6,6 +6,7 @@ a run will write is checked before any training: it must be a new path or a
 regular file we may write (never a device, a folder or a read-only file),
 with a name the file system accepts.
 """
+import contextlib
 import json
 import math
 import os
@@ -28,6 +29,28 @@ def umask():
     return mask
 
 
+_staged = None        # inside staged_writes(): the (temporary file, target) pairs awaiting their rename
+
+
+@contextlib.contextmanager
+def staged_writes():
+    """Inside, atomic_write leaves each file under its temporary name; all are renamed at the end.
+
+    A failure part way (a full disk on the third figure) then leaves none of the
+    new files and every old one: renames need no space, writes do.
+    """
+    global _staged
+    _staged = []
+    try:
+        yield
+        for tmp, path in _staged:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in _staged:
+            _remove_quietly(tmp)
+        _staged = None
+
+
 def atomic_write(path, write):
     """write(file_object) into a temporary file next to `path`, then rename it over `path`.
 
@@ -43,7 +66,10 @@ def atomic_write(path, write):
         os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
-        os.replace(tmp, path)
+        if _staged is None:
+            os.replace(tmp, path)
+        else:
+            _staged.append((tmp, path))
     except OSError as e:
         _remove_quietly(tmp)
         raise RunError(f"cannot write {path}: {e.strerror or e}") from None

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
 from minirev import demo
 from minirev.bilinear import Bilinear
@@ -216,6 +217,26 @@ def test_a_full_disk_names_the_file_and_keeps_the_previous_one(tmp_path):
     with pytest.raises(RunError, match=f"cannot write {target}: No space left on device"):
         atomic_write(str(target), disk_full)
     assert os.listdir(tmp_path) == ["r.json"] and target.read_text() == "previous"
+
+
+def test_a_disk_full_on_the_third_figure_leaves_no_new_figure_and_no_json(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "figs").mkdir()
+    (tmp_path / "figs" / "reversal_nll.png").write_text("the previous run's figure")
+    real, calls = Figure.savefig, []
+
+    def third_fails(self, f, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(self, f, **kwargs)
+    monkeypatch.setattr(Figure, "savefig", third_fails)
+    code = demo.main(["reversal", "--vocab", "40", "--layers", "1", "--width", "16", "--heads", "2",
+                      "--epochs", "1", "--json", "r.json", "--out", "figs"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "No space left on device" in err[0] and "reversal_heatmaps" in err[0]
+    assert sorted(os.listdir(tmp_path)) == ["figs"] and os.listdir(tmp_path / "figs") == ["reversal_nll.png"]
+    assert (tmp_path / "figs" / "reversal_nll.png").read_text() == "the previous run's figure"
 
 
 def test_a_diverging_run_is_stopped_even_when_its_loss_stays_finite():
