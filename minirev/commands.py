@@ -56,7 +56,8 @@ def experiment(cfg, out, json_path, paper=False, command=None):
             print(f"learned entity embeddings: mean |cosine similarity| between different tokens {off:.3f} "
                   f"(random vectors of the same width: {off_random:.3f}); near 0 means nearly orthogonal")
             paths.append(plot_similarity(sim, os.path.join(out_dir, "embeddings_cosine.png"),
-                                         f"cosine similarity of learned entity embeddings (mean |off-diag| {off:.3f})"))
+                                         "cosine similarity of learned entity embeddings "
+                                         f"(mean |off-diag| {off:.3f})"))
         print("figures: " + ", ".join(paths))
         if json_path:
             result["run"].update(json=json_path, out=out_dir)         # paths stay out of the results
