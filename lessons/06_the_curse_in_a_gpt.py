@@ -72,7 +72,7 @@ model, data, trainer = runs[0]["model"], runs[0]["dataset"], runs[0]["trainer"]
 print_report(result, runs)
 final = result["final"]
 LOG_V = final["log_vocab"]
-print(f"\ntrained {trainer.step} steps in {final['seconds']:.1f} s")
+print(f"\ntrained {trainer.step} steps in {result['run']['seconds']:.1f} s")
 path = plot_nll_curves([trainer.history], LOG_V, os.path.join(OUT, "nll_curves.png"),
                        f"reversal: 2-layer GPT, {len(data.train)} training sentences",
                        val_label="validation (val unseen)")

@@ -5,40 +5,45 @@ Models are found through ``Model.registry`` (by their ``kind``): this module
 imports no model, and no model imports it.
 
 A training run (``--save DIR`` / ``--resume DIR``) is a folder holding
-``state.json`` (configuration, history, epoch, step, random generator states,
-optimiser scalars, format version, and the name and SHA-256 of the arrays
-file) and ``arrays-<step>.npz`` (parameters and optimiser moments). A save
-writes the arrays under a new name, then replaces ``state.json`` atomically
-(a temporary file, then a rename): an interrupted save leaves the previous
-checkpoint intact, since ``state.json`` only ever names a complete file.
+``state.json`` (configuration, history, position: epoch, batch within the
+epoch, step and random generator states; optimiser scalars, format version,
+and the name and SHA-256 of the arrays file) and ``arrays-<step>.npz``
+(parameters and optimiser moments). A save writes the arrays under a new
+name, then replaces ``state.json`` atomically: an interrupted save leaves the
+previous checkpoint intact, since ``state.json`` only ever names a complete file.
+
+A run holds its folder through :class:`RunFolder`: a lock (``.lock``, whose
+holder a second run names in its refusal), and it deletes only the files a
+minirev run writes there (``arrays-<digits>.npz`` and its own temporaries),
+never anything else in the folder. Everything read back is checked (types,
+ranges, shapes, sizes) before it is used: a damaged or edited checkpoint is
+refused with one line.
 """
+import fcntl
 import hashlib
 import json
 import os
-import zipfile
+import re
 
 import numpy as np
 
-from .backend import to_backend, to_numpy
-from .errors import UsageError
-from .files import atomic_write
+from .backend import to_backend
+from .errors import RunError, UsageError
+from .files import TMP_NAME, atomic_write, check_name, check_out_dir, remove_stale_temporaries, umask
 from .model import Model
+from .validate import DAMAGED, check_history, check_position, check_rng, check_state_types, read_npz, same_type
 
-FORMAT_VERSION = 1
-
-
-def _read_npz(path):
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise UsageError(f"{path} is not a readable minirev file ({type(e).__name__}: {e}); "
-                         "it may be truncated or corrupted") from None
+FORMAT_VERSION = 2           # 2: the position within an epoch (batch) and the lock
+ARRAYS = re.compile(r"arrays-\d{9,}\.npz\Z")
+LOCK = ".lock"
 
 
 # --------------------------------------------------------------------------- one model
 
 def save_model(model, path):
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"cannot save the model to {path}: the folder {folder} does not exist; create it first")
     meta = dict(format=FORMAT_VERSION, kind=model.kind, config=model.config, dtype=model.dtype.name)
     arrays = {f"param.{k}": v for k, v in model.host_params().items()}
     arrays["meta"] = np.array(json.dumps(meta))           # a unicode string array: no pickle needed
@@ -50,65 +55,182 @@ def load_model(path, backend="numpy"):
     """A model saved by ``save_model`` (from any backend), on `backend`."""
     if not os.path.isfile(path):
         raise UsageError(f"no model file at {path}")
-    arrays = _read_npz(path)
-    if "meta" not in arrays:
-        raise UsageError(f"{path} is not a minirev model file (it has no 'meta' entry)")
-    meta = json.loads(str(arrays["meta"]))
+    arrays = read_npz(path)
+    meta = arrays.get("meta")
+    if meta is None or meta.shape != () or meta.dtype.kind != "U":
+        raise UsageError(f"{path} is not a minirev model file (it has no 'meta' text entry)")
+    try:
+        meta = json.loads(str(meta))
+    except (ValueError, RecursionError):
+        meta = None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) \
+            or meta.get("dtype") not in ("float32", "float64"):
+        raise UsageError(f"{path}: its model description ('meta') is damaged or was edited")
     _check_format(meta, path)
-    classes = Model.registry
-    if meta["kind"] not in classes:
-        raise UsageError(f"{path} holds an unknown model kind {meta['kind']!r}")
-    model = classes[meta["kind"]](**meta["config"], dtype=np.dtype(meta["dtype"]), backend=backend)
+    if meta.get("kind") not in Model.registry:
+        raise UsageError(f"{path} holds an unknown model kind {meta.get('kind')!r}")
+    try:
+        model = Model.registry[meta["kind"]](**meta["config"], dtype=np.dtype(meta["dtype"]), backend=backend)
+    except (TypeError, ValueError, OverflowError, MemoryError) as e:
+        if isinstance(e, UsageError):
+            raise UsageError(f"{path}: {e}") from None
+        raise UsageError(f"{path}: its model description ('meta') is damaged or was edited "
+                         f"({type(e).__name__})") from None
     _set_params(model, {k[6:]: v for k, v in arrays.items() if k.startswith("param.")}, path)
     return model
 
 
 def _check_format(meta, path):
-    if meta.get("format", 0) > FORMAT_VERSION:
-        raise UsageError(f"{path} was written by a newer minirev (format {meta['format']}, this one reads "
+    version = meta.get("format")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise UsageError(f"{path}: 'format' should be a whole number >= 1, got {version!r}: "
+                         "the file is damaged or was edited")
+    if version > FORMAT_VERSION:
+        raise UsageError(f"{path} was written by a newer minirev (format {version}, this one reads "
                          f"up to {FORMAT_VERSION}): upgrade minirev")
 
 
 def _set_params(model, params, path):
     for name, value in model.params.items():
-        if name not in params or params[name].shape != tuple(value.shape):
-            got = params[name].shape if name in params else "nothing"
-            raise UsageError(f"{path}: parameter {name} should have shape {tuple(value.shape)}, found {got}")
+        found = params.get(name)
+        if found is None or found.shape != tuple(value.shape) or found.dtype.kind != "f":
+            got = "nothing" if found is None else f"{found.dtype} {found.shape}"
+            raise UsageError(f"{path}: parameter {name} should be floats of shape {tuple(value.shape)}, found {got}")
+    for name in model.params:
         model.params[name] = to_backend(model.xp, params[name], model.dtype)
 
 
 # --------------------------------------------------------------------------- a training run
 
-def save_run(folder, trainer, config):
-    os.makedirs(folder, exist_ok=True)
-    model, opt = trainer.model, trainer.optimizer
-    arrays = {f"param.{k}": v for k, v in model.host_params().items()}
-    opt_state = opt.state_dict()
-    arrays.update({f"opt.{k}": to_numpy(v) for k, v in opt_state.items() if k != "t"})
-    name = f"arrays-{trainer.step:09d}.npz"
-    digest = hashlib.sha256()
+class RunFolder:
+    """The checkpoint folder of a run, locked while the run holds it.
 
-    def write_arrays(f):
-        np.savez(f, **arrays)
+        with RunFolder("ck") as folder:
+            ... folder.save(trainer, cfg) ...
 
-    atomic_write(os.path.join(folder, name), write_arrays)
-    with open(os.path.join(folder, name), "rb") as f:
-        digest.update(f.read())
-    state = dict(format=FORMAT_VERSION, kind=model.kind, model_config=model.config, dtype=model.dtype.name,
-                 config=config.identity(), epoch=trainer.epoch, step=trainer.step,
-                 seconds=trainer.seconds, history=trainer.history, optimizer=dict(name=opt.name, t=opt.t),
-                 rng=dict(shuffle=trainer.shuffle_rng.bit_generator.state,
-                          dropout=trainer.dropout_rng.bit_generator.state),
-                 arrays=name, sha256=digest.hexdigest())
-    atomic_write(os.path.join(folder, "state.json"), lambda f: f.write(json.dumps(state).encode()))
-    for old in os.listdir(folder):                       # older arrays are no longer named by state.json
-        if old.startswith("arrays-") and old != name:
-            os.remove(os.path.join(folder, old))
-    return folder
+    A save deletes the other ``arrays-<digits>.npz`` of the folder (earlier saves of
+    this run, a save killed before its state.json, or the run --overwrite replaces)
+    and nothing else.
+    """
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.fd = None
+        self.created = False
+
+    def __enter__(self):
+        self.created = not os.path.isdir(self.folder)
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+            self._lock()
+            remove_stale_temporaries(self.folder)      # left by a run killed while saving here
+        except OSError as e:
+            raise RunError(f"cannot use the checkpoint folder {self.folder}: {e.strerror or e}") from None
+        return self
+
+    def _lock(self):
+        path = os.path.join(self.folder, LOCK)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666 & ~umask())
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise RunError(f"checkpoint folder {self.folder} is in use by another run (process {holder}): "
+                               "wait for it to finish or choose another folder") from None
+            try:
+                if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                    break                # still the lock file the folder names (not one a holder just removed)
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+
+    def __exit__(self, *exc):
+        try:
+            os.unlink(os.path.join(self.folder, LOCK))  # removed while held: a waiting run re-checks the inode
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)
+        if self.created and not os.listdir(self.folder):
+            os.rmdir(self.folder)                       # nothing was saved: leave no empty folder behind
+
+    def save(self, trainer, config):
+        model, opt = trainer.model, trainer.optimizer
+        arrays = {f"param.{k}": v for k, v in model.host_params().items()}
+        arrays.update({f"opt.{k}": v for k, v in opt.state_dict().items() if k != "t"})
+        name = f"arrays-{trainer.step:09d}.npz"
+        digest = hashlib.sha256()
+
+        def write_arrays(f):
+            np.savez(f, **arrays)
+
+        atomic_write(os.path.join(self.folder, name), write_arrays)
+        with open(os.path.join(self.folder, name), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        state = dict(format=FORMAT_VERSION, kind=model.kind, model_config=model.config, dtype=model.dtype.name,
+                     config=config.identity(), epoch=trainer.epoch, batch=trainer.batch, step=trainer.step,
+                     seconds=trainer.seconds, history=trainer.history, optimizer=dict(name=opt.name, t=opt.t),
+                     rng=dict(shuffle=trainer.shuffle_state(), dropout=trainer.dropout_rng.bit_generator.state),
+                     arrays=name, sha256=digest.hexdigest())
+        atomic_write(os.path.join(self.folder, "state.json"), lambda f: f.write(json.dumps(state).encode()))
+        for old in os.listdir(self.folder):      # arrays of earlier saves, or of a save killed before its state
+            path = os.path.join(self.folder, old)
+            if ARRAYS.match(old) and old != name and os.path.isfile(path) and not os.path.islink(path):
+                os.remove(path)
+        return self.folder
+
+
+def check_folders(save, resume, overwrite=False):
+    """Before any work: the folder to resume is a checkpoint, the folder to save to can be written,
+    and a --save does not replace another run's checkpoint unless asked (overwrite)."""
+    if resume is not None:
+        check_name(resume, "--resume")
+        if not os.path.isdir(resume):
+            raise UsageError(f"--resume {resume}: no such folder (start a run with --save {resume} first)")
+        if not os.path.isfile(os.path.join(resume, "state.json")):
+            raise UsageError(f"--resume {resume}: no state.json inside, so it is not a minirev checkpoint folder")
+    if save is not None:
+        check_out_dir(save, "--save")
+    target = save or resume
+    if target is None or not os.path.lexists(target):
+        return
+    state = os.path.join(target, "state.json")
+    if not os.path.isdir(target) or os.path.lexists(state) and not os.path.isfile(state):
+        raise UsageError(f"{target} is not a checkpoint folder (or its state.json is not a file): "
+                         "choose another folder")
+    flag = "--save" if save else "--resume"
+    if not os.access(target, os.W_OK | os.X_OK) or os.path.isfile(state) and not os.stat(state).st_mode & 0o222:
+        raise UsageError(f"{flag} {target}: the checkpoint folder is read-only, so the run could not be saved "
+                         f"there; make it writable{' or add --save DIR to save elsewhere' if not save else ''}")
+    same = resume is not None and os.path.realpath(target) == os.path.realpath(resume)
+    if save and not same and not overwrite and os.path.lexists(state):
+        raise UsageError(f"--save {save} already holds {_describe(state)}: continue it with "
+                         f"--resume {save}, or pass --overwrite to replace it")
+
+
+def _describe(path):
+    try:
+        with open(path) as f:
+            state = json.load(f)
+        return f"the checkpoint of a {state['kind']} run at epoch {state['epoch']}"
+    except (OSError, ValueError, RecursionError, KeyError, TypeError):
+        return "a checkpoint"
+
+
+def collides(path, folder):
+    """True if writing `path` would replace a file of the checkpoint in `folder`."""
+    name = os.path.basename(path)
+    return os.path.realpath(os.path.dirname(os.path.abspath(path))) == os.path.realpath(folder) and bool(
+        name in ("state.json", LOCK) or ARRAYS.match(name) or TMP_NAME.match(name))
 
 
 def load_run(folder, trainer, config):
-    """Restore a Trainer (model, optimiser, generators, history) saved by save_run."""
+    """Restore a Trainer (model, optimiser, generators, history, position) saved by RunFolder.save."""
     path = os.path.join(folder, "state.json")
     if not os.path.isdir(folder):
         raise UsageError(f"--resume {folder}: no such folder (start a run with --save {folder} first)")
@@ -117,27 +239,63 @@ def load_run(folder, trainer, config):
     try:
         with open(path) as f:
             state = json.load(f)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise UsageError(f"{path} is truncated or corrupted (not valid JSON)") from None
+    if not isinstance(state, dict):
+        raise UsageError(f"{path} holds a JSON {type(state).__name__}, not a checkpoint: it is damaged or was edited")
     _check_format(state, path)
+    check_state_types(state, path)
     for key, value in config.identity().items():
-        if state["config"].get(key) != value:
-            flag = "--" + key.replace("_", "-")
-            raise UsageError(f"checkpoint {folder} was made with {flag} {state['config'].get(key)}, this run "
+        if key not in state["config"]:
+            raise UsageError(f"{path}: config.{key} is missing: the file is damaged or was edited")
+        stored, flag = state["config"][key], "--" + key.replace("_", "-")
+        if not same_type(stored, value):
+            raise UsageError(f"{path}: config.{key} is {stored!r} (a {type(stored).__name__}), where this run's "
+                             f"{flag} is a {type(value).__name__}: {DAMAGED}")
+        if stored != value:
+            raise UsageError(f"checkpoint {folder} was made with {flag} {stored}, this run "
                              f"asks for {value}: pass the same options or resume another folder")
-    arrays_path = os.path.join(folder, state["arrays"])
-    if not os.path.isfile(arrays_path):
-        raise UsageError(f"{arrays_path}, named by state.json, is missing")
-    with open(arrays_path, "rb") as f:
-        if hashlib.sha256(f.read()).hexdigest() != state["sha256"]:
-            raise UsageError(f"{arrays_path} is corrupted (its SHA-256 differs from the one in state.json)")
-    arrays = _read_npz(arrays_path)
-    _set_params(trainer.model, {k[6:]: v for k, v in arrays.items() if k.startswith("param.")}, arrays_path)
+    model, opt = trainer.model, trainer.optimizer
+    for key, mine in (("kind", model.kind), ("dtype", model.dtype.name)):
+        if state[key] != mine:
+            raise UsageError(f"{path}: {key} {state[key]!r} does not match this run's {mine!r}")
+    if state["optimizer"]["name"] != opt.name:
+        raise UsageError(f"{path}: optimizer {state['optimizer']['name']!r} does not match this run's {opt.name!r}")
+    batch = state.get("batch", 0) if state["format"] >= 2 else 0
+    check_position(state, batch, trainer.steps_per_epoch, path)
+    check_history(state["history"], state["epoch"], path)
+    for which in ("shuffle", "dropout"):
+        check_rng(state["rng"][which], f"{path}: rng.{which}")
+    arrays_path = _arrays_path(folder, state)
+    expected = {f"param.{k}": (tuple(v.shape), "f") for k, v in model.params.items()}
+    expected.update({f"opt.{k}": (tuple(model.params[k[2:]].shape), "f")
+                     for k in opt.state_names(model.params) if state["step"] > 0})
+    arrays = read_npz(arrays_path, expected)
+    _set_params(model, {k[6:]: v for k, v in arrays.items() if k.startswith("param.")}, arrays_path)
     opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}
     opt_state["t"] = state["optimizer"]["t"]
-    trainer.optimizer.load_state_dict(opt_state, trainer.model.xp)
+    opt.load_state_dict(opt_state, model.xp)
     trainer.shuffle_rng.bit_generator.state = state["rng"]["shuffle"]
     trainer.dropout_rng.bit_generator.state = state["rng"]["dropout"]
-    trainer.epoch, trainer.step, trainer.seconds = state["epoch"], state["step"], state["seconds"]
-    trainer.history = state["history"]
+    trainer.epoch, trainer.batch, trainer.step = state["epoch"], batch, state["step"]
+    trainer.seconds, trainer.history = float(state["seconds"]), state["history"]
     return trainer
+
+
+def _arrays_path(folder, state):
+    name = state["arrays"]
+    if not ARRAYS.match(name) or name != f"arrays-{state['step']:09d}.npz":
+        raise UsageError(f"{folder}/state.json names the arrays file {name[:80]!r}; a checkpoint's is "
+                         f"arrays-{state['step']:09d}.npz in the same folder: the file is damaged or was edited")
+    path = os.path.join(folder, name)
+    if not os.path.lexists(path):
+        raise UsageError(f"{path}, named by state.json, is missing")
+    if os.path.islink(path) or not os.path.isfile(path):
+        raise UsageError(f"{path} is not a regular file (a link or a folder): refusing to read it")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != state["sha256"]:
+        raise UsageError(f"{path} is corrupted (its SHA-256 differs from the one in state.json)")
+    return path

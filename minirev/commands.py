@@ -13,11 +13,15 @@ from .backend import get_xp
 from .bilinear_sweep import bilinear_sweep
 from .experiments import (chain_step_by_step, draw_figures, embedding_similarity, make_dataset, make_model,
                           make_optimizer, run_experiment)
-from .files import check_json_path, check_out_dir, write_json
+from .checkpoint import collides
+from .errors import UsageError
+from .files import check_json_path, check_out_dir, remove_stale_temporaries, staged_writes, write_json
 from .gradcheck import check_model
+from .limits import check_memory
 from .model import Model
 from .plots import plot_bilinear, plot_similarity
 from .report import print_bilinear_table, print_report
+from .train import Interrupts
 
 
 def experiment(cfg, out, json_path, paper=False, command=None):
@@ -25,32 +29,48 @@ def experiment(cfg, out, json_path, paper=False, command=None):
     get_xp(cfg.backend)
     cfg = cfg.resolved()
     out_dir, json_path = check_out_dir(out), check_json_path(json_path)
-    if cfg.save:
-        check_out_dir(cfg.save)
+    for folder in (cfg.save, cfg.resume):
+        if json_path and folder and collides(json_path, folder):
+            raise UsageError(f"--json {json_path} would replace a file of the checkpoint in {folder}: "
+                             "write the results outside the checkpoint folder")
+    if command == "embeddings" and cfg.model != "gpt":
+        raise UsageError("the embeddings experiment needs learned token embeddings: use --model gpt")
     if paper:
         print(f"--paper: the paper's full configuration (24 layers, width 768, 12 heads, dropout 0.1, "
               f"{cfg.epochs} epochs); a GPU (--backend cupy) is advised.")
         estimate_paper_time(cfg)
     result, runs = run_experiment(cfg)
-    print_report(result, runs)
-    if cfg.experiment == "chain":
-        steps = chain_step_by_step(runs[0]["model"], runs[0]["dataset"])
-        result["final"].update(steps)
-        print(f"chain of thought on the validation triples: A -> B right {100 * steps['b_acc']:.1f}%, "
-              f"then B -> C right {100 * steps['step_by_step_acc']:.1f}%; "
-              f"the direct A ~> C right {100 * steps['direct_acc']:.1f}%")
-    paths = draw_figures(cfg.experiment, result, runs, out_dir)
-    if command == "embeddings":
-        sim, off, off_random = embedding_similarity(runs[0]["model"], runs[0]["dataset"])
-        result["final"].update(mean_abs_cosine=off, mean_abs_cosine_random=off_random)
-        print(f"learned entity embeddings: mean |cosine similarity| between different tokens {off:.3f} "
-              f"(random vectors of the same width: {off_random:.3f}); near 0 means nearly orthogonal")
-        paths.append(plot_similarity(sim, os.path.join(out_dir, "embeddings_cosine.png"),
-                                     f"cosine similarity of learned entity embeddings (mean |off-diag| {off:.3f})"))
-    print("figures: " + ", ".join(paths))
-    if json_path:
-        write_json(json_path, result)
-        print(f"results: {json_path}")
+    # a Ctrl-C now would only lose the run's results: they are written first, all of them or none
+    with Interrupts(), staged_writes():
+        print_report(result, runs)
+        if cfg.experiment == "chain":
+            steps = chain_step_by_step(runs[0]["model"], runs[0]["dataset"])
+            result["final"].update(steps)
+            print(f"chain of thought on the validation triples: A -> B right {100 * steps['b_acc']:.1f}%, "
+                  f"then B -> C right {100 * steps['step_by_step_acc']:.1f}%; "
+                  f"the direct A ~> C right {100 * steps['direct_acc']:.1f}%")
+        paths = draw_figures(cfg.experiment, result, runs, out_dir)
+        if command == "embeddings":
+            sim, off, off_random = embedding_similarity(runs[0]["model"], runs[0]["dataset"])
+            result["final"].update(mean_abs_cosine=off, mean_abs_cosine_random=off_random)
+            print(f"learned entity embeddings: mean |cosine similarity| between different tokens {off:.3f} "
+                  f"(random vectors of the same width: {off_random:.3f}); near 0 means nearly orthogonal")
+            paths.append(plot_similarity(sim, os.path.join(out_dir, "embeddings_cosine.png"),
+                                         "cosine similarity of learned entity embeddings "
+                                         f"(mean |off-diag| {off:.3f})"))
+        print("figures: " + ", ".join(paths))
+        if json_path:
+            result["run"].update(json=json_path, out=out_dir)         # paths stay out of the results
+            write_json(json_path, result)
+            print(f"results: {json_path}")
+        clean_up(out_dir, json_path)
+
+
+def clean_up(out_dir, json_path):
+    """Temporary files of killed runs, an hour old, next to the figures and the JSON."""
+    for folder in {out_dir, os.path.dirname(os.path.abspath(json_path or out_dir))}:
+        if os.path.isdir(folder):
+            remove_stale_temporaries(folder, older_than=3600)
 
 
 def estimate_paper_time(cfg):
@@ -74,6 +94,11 @@ def estimate_paper_time(cfg):
 def bilinear(dims, vocab, pairs, held_out, lr, steps, seed, dtype, backend, trace, out, json_path, config):
     get_xp(backend)
     out_dir, json_path = check_out_dir(out), check_json_path(json_path)
+    itemsize = np.dtype(dtype).itemsize
+    for dim in dims:            # U (host float64, and a copy), Theta, its gradient and the (B, m) logits
+        d = vocab if dim is None else dim
+        check_memory(f"the bilinear model with d = {d} and m = {vocab}", 8 * vocab * d
+                     + itemsize * (vocab * d + 2 * d * d + 3 * 2 * pairs * vocab), "use a smaller --dims or --vocab")
     print(f"bilinear model: {pairs} pairs ({held_out} held out), vocabulary {vocab}, "
           f"full-batch gradient descent, lr {lr}, {steps} steps")
     data, results = bilinear_sweep(dims, vocab, pairs, held_out, lr, steps, seed, np.dtype(dtype), backend,
@@ -84,11 +109,15 @@ def bilinear(dims, vocab, pairs, held_out, lr, steps, seed, dtype, backend, trac
         r = onehot[0]
         print(f"one-hot, held-out pairs: reverse weights {sorted(set(r['reverse_weights']))}, "
               f"reverse probabilities {sorted(set(round(p, 12) for p in r['reverse_probs']))} (1/m = {1 / vocab})")
-    fig = plot_bilinear(results, math.log(vocab), os.path.join(out_dir, "bilinear.png"))
-    print(f"figure: {fig}")
-    if json_path:
-        write_json(json_path, dict(experiment="bilinear", config=config, results=results))
-        print(f"results: {json_path}")
+    with staged_writes():                   # the figure and the JSON, both or neither
+        fig = plot_bilinear(results, math.log(vocab), os.path.join(out_dir, "bilinear.png"))
+        print(f"figure: {fig}")
+        clean_up(out_dir, json_path)
+        if json_path:
+            seconds = [r.pop("seconds") for r in results]          # timing and paths stay out of the results
+            run = dict(seconds=seconds, out=config.pop("out"), json=config.pop("json", json_path))
+            write_json(json_path, dict(experiment="bilinear", config=config, results=results, run=run))
+            print(f"results: {json_path}")
 
 
 def gradcheck(kinds, seed, tol):

@@ -27,7 +27,7 @@ def option(default, help, identity=True, **cli):
     """A field with its command-line help and checks.
 
     identity=False: a resumed run may change it. cli may hold minimum (numbers),
-    strict (a number must be > minimum), choices (a tuple, or a function giving one),
+    maximum (whole numbers), strict (a number must be > minimum), choices (a tuple, or a function giving one),
     metavar, and command_line=False for a field the command line sets itself.
     """
     return field(default=default, metadata=dict(help=help, identity=identity, **cli))
@@ -53,13 +53,13 @@ class RunConfig:
     batch_size: int = option(64, "minibatch size (default: %(default)s)", minimum=1)
     epochs: Optional[int] = option(None, "passes over the training data (default: per experiment, "
                                          + ", ".join(f"{k} {v}" for k, v in DEFAULT_EPOCHS.items()) + ")",
-                                   identity=False, minimum=1)
+                                   identity=False, minimum=1, maximum=10 ** 6)
     eval_every: int = option(1, "evaluate every N epochs (default: %(default)s)", identity=False, minimum=1)
     vocab: int = option(800, "entity vocabulary of the data generator (default: %(default)s)", minimum=1)
     entity_len: int = option(1, "tokens per entity (default: %(default)s)", minimum=1)
-    seed: int = option(1234, "random seed (default: %(default)s)", minimum=0)
+    seed: int = option(1234, "random seed (default: %(default)s)", minimum=0, maximum=2 ** 32 - 1)
     seeds: int = option(1, "train N models with seeds SEED, SEED+1, ... and report mean and spread",
-                        identity=False, minimum=1)
+                        identity=False, minimum=1, maximum=1000)
     dtype: str = option("float32", "training precision (default: %(default)s)", choices=DTYPES)
     backend: str = option("numpy", 'array library: numpy (CPU) or cupy (GPU, needs pip install -e ".[gpu]")',
                           identity=False, choices=BACKENDS)
@@ -71,6 +71,7 @@ class RunConfig:
                                        metavar="N")
     resume: Optional[str] = option(None, "continue the run saved in DIR (same options; --epochs may grow); "
                                          "saves back to DIR", identity=False, metavar="DIR")
+    overwrite: bool = option(False, "with --save: replace the checkpoint of another run in DIR", identity=False)
 
     # ---- checks -----------------------------------------------------------------------------
     def resolved(self):
@@ -89,6 +90,8 @@ class RunConfig:
             flag = "--" + f.name.replace("_", "-")
             if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < meta["minimum"]):
                 raise UsageError(f"{flag} must be a whole number >= {meta['minimum']}, got {value!r}")
+            if kind is int and value > meta.get("maximum", value):
+                raise UsageError(f"{flag} must be at most {meta['maximum']}, got {value!r}")
             if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not math.isfinite(value) or value < meta["minimum"]
                                   or (meta.get("strict") and value == meta["minimum"])):

@@ -9,12 +9,15 @@ marlo-z/reversal_curse_analysis) draw for draw: they use NumPy's legacy
 the very sentences and the very train/validation split of the paper's runs.
 (``RandomState`` is still an explicit generator object, never global state.)
 """
-import itertools
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import UsageError
+from .limits import readable
+
+DATA_LIMIT = 10 ** 9       # bytes: the largest word table a generator may build
 
 FWD, BWD, THEN = 0, 1, 1          # relation tokens: "->", "<-"; the chain's "~>" reuses id 1
 RELATION_NAMES = {"reversal": {0: "->", 1: "<-"}, "chain": {0: "->", 1: "~>"},
@@ -69,10 +72,33 @@ def _check_positive(**sizes):
 
 
 def _words(rs, alphabet, entity_len):
-    """All entity_len-token words over an alphabet, in shuffled order."""
-    words = np.array(list(itertools.product(alphabet, repeat=entity_len)))
+    """All entity_len-token words over an alphabet, in shuffled order.
+
+    Row i is the i-th tuple of itertools.product(alphabet, repeat=entity_len)
+    (the public code's enumeration): the digits of i in base |alphabet|, so the
+    shuffle, and every draw after it, is the same; built without Python tuples.
+    """
+    A = len(alphabet)
+    index = np.arange(A ** entity_len)                                        # (A^L,)
+    digits = (index[:, None] // A ** np.arange(entity_len - 1, -1, -1)) % A   # (A^L, L) most significant first
+    words = np.asarray(alphabet)[digits]
     rs.shuffle(words)
     return words
+
+
+def _check_table_size(vocab, entity_len, alphabets):
+    """The generators enumerate every word (alphabet^entity_len of them, as the public code does) of
+    `alphabets` alphabets (0: a permutation of the vocabulary only): refuse, before allocating,
+    tables over DATA_LIMIT bytes."""
+    A = vocab // 4
+    words = A ** entity_len if entity_len * math.log2(max(A, 2)) < 80 else 2 ** 80
+    # at the peak: the tables already drawn, and the index, digits and words of the one being built
+    nbytes = 8 * vocab + 8 * words * (alphabets * entity_len + entity_len + 1)
+    what = f"with --entity-len {entity_len} enumerates {A}^{entity_len} words per alphabet" if alphabets \
+        else "draws from a permutation of the whole vocabulary"
+    if nbytes > DATA_LIMIT:
+        raise UsageError(f"--vocab {vocab} {what}, about {readable(nbytes)}, over the data limit of "
+                         f"{readable(DATA_LIMIT)}: use a smaller --entity-len or --vocab")
 
 
 def reversal_data(vocab=800, entity_len=1, seed=1234, split=0.7):
@@ -87,6 +113,7 @@ def reversal_data(vocab=800, entity_len=1, seed=1234, split=0.7):
     if alphabet_size < 2:
         raise UsageError(f"vocabulary {vocab} is too small for the reversal data: it needs at least "
                          "2 tokens per alphabet (use --vocab 8 or more; the paper uses 800)")
+    _check_table_size(vocab, entity_len, 2)
     rs = np.random.RandomState(seed)
     x_alphabet, y_alphabet = rs.choice(vocab, (2, alphabet_size), replace=False) + 2
     x_words = _words(rs, x_alphabet, entity_len)
@@ -137,6 +164,7 @@ def chain_data(vocab=800, entity_len=1, seed=1234, split=0.7):
     alphabet_size = vocab // 4
     if alphabet_size < 2:
         raise UsageError(f"vocabulary {vocab} is too small for the chain data: use --vocab 8 or more")
+    _check_table_size(vocab, entity_len, 3)
     rs = np.random.RandomState(seed)
     xa, ya, za = rs.choice(vocab, (3, alphabet_size), replace=False) + 2
     words = [_words(rs, a, entity_len) for a in (xa, ya, za)]
@@ -168,6 +196,7 @@ def incontext_data(vocab=800, n_x=100, n_y=10, seed=1234, split=0.7):
     sentences train and 3 validate (700/300 for 100 x and 10 y tokens).
     """
     _check_positive(vocab=vocab, n_x=n_x, n_y=n_y)
+    _check_table_size(vocab, 1, 0)
     if n_x + n_y > vocab:
         raise UsageError(f"vocabulary {vocab} is too small for {n_x} x and {n_y} y tokens: "
                          f"use --vocab {n_x + n_y} or more")
@@ -198,6 +227,7 @@ def pairs_data(vocab=200, pairs=50, held_out=10, seed=0):
     _check_positive(vocab=vocab, pairs=pairs)
     if not isinstance(held_out, (int, np.integer)) or not 0 <= held_out <= pairs:
         raise UsageError(f"held-out pairs must be between 0 and the number of pairs ({pairs}), got {held_out!r}")
+    _check_table_size(vocab, 1, 0)
     if 2 * pairs > vocab:
         raise UsageError(f"vocabulary {vocab} is too small for {pairs} pairs of distinct tokens: "
                          f"use a vocabulary of at least {2 * pairs} or fewer pairs")

@@ -13,20 +13,21 @@ Every command has --help. Errors are one line: exit status 2 for a bad request,
 import argparse
 import dataclasses
 import math
+import os
 import sys
 
 import numpy as np
 
 from . import commands
 from .backend import BACKENDS
-from .config import RunConfig, choices, field_type, paper_config
-from .errors import MinirevError
+from .config import PAPER, RunConfig, choices, field_type, paper_config
+from .errors import MinirevError, UsageError
 from .model import Model
 
 
 # --------------------------------------------------------------------------- argument types
 
-def whole_number(minimum):
+def whole_number(minimum, maximum=None):
     def parse(text):
         try:
             value = int(text)
@@ -34,6 +35,8 @@ def whole_number(minimum):
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {value}")
         return value
     return parse
 
@@ -104,7 +107,7 @@ def add_config_options(p):
         if "choices" in meta:
             kwargs.update(choices=choices(f), metavar=None)
         elif kind is int:
-            kwargs["type"] = whole_number(meta["minimum"])
+            kwargs["type"] = whole_number(meta["minimum"], meta.get("maximum"))
         elif kind is float:
             kwargs["type"] = probability if f.name == "dropout" else \
                 positive_float if meta.get("strict") else nonnegative_float
@@ -125,8 +128,8 @@ def build_parser():
                    help="embedding dimensions, comma-separated; 'onehot' for one-hot (default: 16,64,256,onehot)")
     b.add_argument("--vocab", type=positive_int, default=200, help="vocabulary size m (default: %(default)s)")
     b.add_argument("--pairs", type=positive_int, default=50, help="number of pairs n (default: %(default)s)")
-    b.add_argument("--held-out", type=nonnegative_int, default=10,
-                   help="pairs whose reverse is never trained (default: %(default)s)")
+    b.add_argument("--held-out", type=positive_int, default=10,
+                   help="pairs whose reverse is never trained, the ones measured (default: %(default)s)")
     b.add_argument("--lr", type=positive_float, default=20.0, help="learning rate eta (default: %(default)s)")
     b.add_argument("--steps", type=positive_int, default=3000, help="gradient steps (default: %(default)s)")
     b.add_argument("--trace", type=nonnegative_int, default=0, metavar="STEPS",
@@ -173,11 +176,19 @@ def dispatch(args):
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig) if hasattr(args, f.name)}
     cfg = RunConfig(experiment="reversal" if args.command == "embeddings" else args.command, **given)
     if args.paper:          # the paper's configuration; an explicit --epochs still applies
+        defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+        for name, value in PAPER.items():      # an option given with another value contradicts --paper
+            if name != "epochs" and getattr(args, name) not in (value, defaults[name]):
+                flag = "--" + name.replace("_", "-")
+                raise UsageError(f"--paper sets {flag} {value}, but {flag} {getattr(args, name)} was given: "
+                                 f"drop {flag} or --paper")
         cfg = paper_config(cfg, keep_epochs=args.epochs is not None)
     return commands.experiment(cfg, args.out, args.json, paper=args.paper, command=args.command)
 
 
 def main(argv=None):
+    if sys.stdout is None:          # started with stdout closed (>&-): the lines go nowhere, the files still
+        sys.stdout = open(os.devnull, "w")
     args = build_parser().parse_args(argv)
     if getattr(args, "trace", 0) and args.command in ("incontext", "chain"):
         args.trace = 0

@@ -7,6 +7,7 @@ run prints lives in ``minirev/report.py``, the command line in
 ``minirev/demo.py``. Every function takes an ``out`` callable for its printed
 lines (``print`` by default, ``None`` for silence).
 """
+import contextlib
 import math
 import os
 import time
@@ -15,14 +16,15 @@ import numpy as np
 
 from . import plots
 from .backend import to_numpy
-from .checkpoint import load_run, save_run
+from .checkpoint import RunFolder, check_folders, load_run
 from .config import RunConfig
 from .data import chain_data, incontext_data, reversal_data
 from .errors import UsageError
+from .limits import check_run_memory, check_seed
 from .model import Model
 from .report import progress, say
 from .trace import Trace
-from .train import Trainer
+from .train import Interrupts, Trainer
 
 
 # --------------------------------------------------------------------------- building a run
@@ -98,64 +100,81 @@ def _mean_history(histories):
 def run_experiment(cfg, out=print):
     """Train cfg.seeds models on cfg.experiment's data; return results (JSON-ready) and the runs.
 
-    Ctrl-C stops training cleanly: the results cover the epochs completed so far.
+    Ctrl-C stops training cleanly between two steps: the results cover the steps done so
+    far, and a checkpoint (--save) holds the exact position, so --resume continues bit for bit.
+    The results are the same bytes in every process; timing and paths sit apart, in result["run"].
     """
     if not isinstance(cfg, RunConfig):
         raise UsageError(f"run_experiment takes a RunConfig, got {type(cfg).__name__}: "
                          "e.g. run_experiment(RunConfig(experiment='reversal', epochs=50))")
     cfg = cfg.resolved()
+    check_run(cfg)
     experiment = "reversal" if cfg.experiment == "embeddings" else cfg.experiment
     seeds = [cfg.seed + i for i in range(cfg.seeds)]
     on_eval, seed_done = progress(out, cfg.epochs, len(seeds))
     runs, interrupted = [], False
     start = time.perf_counter()
-    for s in seeds:
-        dataset = make_dataset(cfg, s)
-        model = make_model(cfg, dataset, s)
-        optimizer = make_optimizer(cfg)
-        if s == seeds[0]:
-            say(out, dataset.summary(), f"model: {model.describe()}",
-                f"optimizer: {optimizer.describe()}; batch {cfg.batch_size}, {cfg.epochs} epochs; "
-                "loss on the answer tokens only")
-        trace = make_trace(model, dataset, optimizer, cfg.trace, out) if cfg.trace and s == seeds[0] \
-            and experiment == "reversal" else None
-        trainer = Trainer(model, optimizer, dataset, batch_size=cfg.batch_size, seed=s,
-                          eval_every=cfg.eval_every, trace=trace)
-        if cfg.resume:
-            load_run(cfg.resume, trainer, cfg)
-            say(out, f"resumed from {cfg.resume} at epoch {trainer.epoch}")
-        save_to = cfg.save or cfg.resume
+    save_to = cfg.save or cfg.resume
+    with Interrupts() as ctrl_c, (RunFolder(save_to) if save_to else contextlib.nullcontext()) as folder:
+        for s in seeds:
+            dataset = make_dataset(cfg, s)
+            model = make_model(cfg, dataset, s)
+            optimizer = make_optimizer(cfg)
+            if s == seeds[0]:
+                say(out, dataset.summary(), f"model: {model.describe()}",
+                    f"optimizer: {optimizer.describe()}; batch {cfg.batch_size}, {cfg.epochs} epochs; "
+                    "loss on the answer tokens only")
+            trace = make_trace(model, dataset, optimizer, cfg.trace, out) if cfg.trace and s == seeds[0] \
+                and experiment == "reversal" else None
+            trainer = Trainer(model, optimizer, dataset, batch_size=cfg.batch_size, seed=s,
+                              eval_every=cfg.eval_every, trace=trace)
+            if cfg.resume:
+                load_run(cfg.resume, trainer, cfg)
+                say(out, f"resumed from {cfg.resume} at epoch {trainer.epoch}"
+                    + (f", step {trainer.batch} of epoch {trainer.epoch + 1}" if trainer.batch else ""))
 
-        def on_eval_and_save(trainer, record):
-            on_eval(trainer, record)
-            if save_to and cfg.save_every and trainer.epoch % cfg.save_every == 0:
-                save_run(save_to, trainer, cfg)
-        try:
-            trainer.run(cfg.epochs, on_eval=on_eval_and_save)
-        except KeyboardInterrupt:
-            interrupted = True
-            say(out, f"\ninterrupted at epoch {trainer.epoch}: reporting the epochs completed so far")
-        if save_to:
-            save_run(save_to, trainer, cfg)
-        seed_done(trainer.epoch)
-        runs.append(dict(seed=s, model=model, dataset=dataset, trainer=trainer, trace=trace))
-        if interrupted:
-            break
+            def save_every(trainer):
+                if folder and cfg.save_every and trainer.epoch % cfg.save_every == 0:
+                    folder.save(trainer, cfg)
+            try:
+                trainer.run(cfg.epochs, on_eval=on_eval, on_epoch=save_every, stop=lambda: ctrl_c.requested)
+            except KeyboardInterrupt:
+                interrupted = True
+                say(out, f"\ninterrupted at epoch {trainer.epoch}" + (f", step {trainer.batch} of epoch "
+                    f"{trainer.epoch + 1}" if trainer.batch else "") + ": reporting the epochs completed so far")
+            if folder:
+                folder.save(trainer, cfg)
+            seed_done(trainer.epoch)
+            runs.append(dict(seed=s, model=model, dataset=dataset, trainer=trainer, trace=trace))
+            if interrupted or ctrl_c.requested:      # Ctrl-C during the last save of the last seed lost nothing
+                interrupted = interrupted or s != seeds[-1]
+                break
     finals = [dict(r["trainer"].history[-1], **alphabet_rank(r["model"], r["dataset"])) for r in runs]
     dataset = runs[0]["dataset"]
     final = {k: float(np.mean([f[k] for f in finals])) for k in finals[0] if k not in ("epoch", "step")}
-    final.update(epochs=finals[0]["epoch"], log_vocab=math.log(dataset.vocab_size),
-                 log_alphabet=dataset.log_alphabet(), seconds=time.perf_counter() - start)
+    final.update(epochs=finals[0]["epoch"], log_vocab=math.log(dataset.vocab_size), log_alphabet=dataset.log_alphabet())
     if "val seen nll" in final:
         final["val_seen_nll"] = final["val seen nll"]
     if len(runs) > 1:
         final.update({f"{k}_std": float(np.std([f[k] for f in finals])) for k in ("train_nll", "val_nll")})
-    result = dict(experiment=experiment, config=cfg.to_dict(), interrupted=interrupted, final=final,
+    paths = ("save", "resume", "overwrite")
+    result = dict(experiment=experiment, config={k: v for k, v in cfg.to_dict().items() if k not in paths},
+                  interrupted=interrupted, final=final,
                   history=_mean_history([r["trainer"].history for r in runs]),
                   runs=[dict(seed=r["seed"], final=f, history=r["trainer"].history) for r, f in zip(runs, finals)])
     if runs[0]["trace"] is not None:
         result["trace"] = runs[0]["trace"].records
+    result["run"] = dict(seconds=time.perf_counter() - start, **{k: getattr(cfg, k) for k in paths})   # last
     return result, runs
+
+
+def check_run(cfg):
+    """What can be refused before any work: sizes, seeds, and a --save over another run's checkpoint."""
+    check_seed(cfg.seed, cfg.seeds)
+    check_run_memory(cfg)
+    if cfg.save_every and not (cfg.save or cfg.resume):
+        raise UsageError("--save-every saves checkpoints, but no folder was given: add --save DIR")
+    check_folders(cfg.save, cfg.resume, cfg.overwrite)
 
 
 def chain_step_by_step(model, dataset):

@@ -26,6 +26,17 @@ from .errors import UsageError
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
+def float_dtype(dtype, kind):
+    """np.float32 or np.float64 (by name or type); anything else is a one-line UsageError."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.name not in DTYPES:
+        raise UsageError(f"{kind}: dtype must be float32 or float64, got {dtype!r}")
+    return dtype
+
+
 class Model:
     kind = "model"        # the name used on the command line
     n_target = 1          # how many final tokens of a sentence are scored
@@ -40,9 +51,12 @@ class Model:
     def __init__(self, host_params, vocab_size, dtype=np.float32, backend="numpy", config=None):
         self.xp = get_xp(backend)
         self.backend = backend
-        self.dtype = np.dtype(dtype)
+        self.dtype = float_dtype(dtype, self.kind)
         self.vocab_size = int(vocab_size)
         self.config = dict(config or {})
+        for name, value in host_params.items():
+            if np.asarray(value).dtype.kind not in "fiu":
+                raise UsageError(f"{self.kind}: parameter {name} must hold real numbers, got {np.asarray(value).dtype}")
         self.params = {k: to_backend(self.xp, v, self.dtype) for k, v in host_params.items()}
 
     # ---- to be written by each model -------------------------------------------------
@@ -88,6 +102,11 @@ class Model:
         if tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer):
             raise UsageError(f"{self.kind}: tokens must be a 2-d integer array (sentences x positions), "
                              f"got shape {tokens.shape} of {tokens.dtype}")
+        if tokens.shape[0] == 0:
+            raise UsageError(f"{self.kind}: the batch is empty (0 sentences): a mean loss needs at least one")
+        if tokens.shape[1] <= self.n_target:
+            raise UsageError(f"{self.kind}: sentences of {tokens.shape[1]} token(s) leave no context before the "
+                             f"{self.n_target}-token answer: give at least {self.n_target + 1} tokens")
         if tokens.size and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
             raise UsageError(f"{self.kind}: token id {int(tokens.max()) if tokens.max() >= self.vocab_size else int(tokens.min())} "
                              f"is outside the vocabulary 0..{self.vocab_size - 1}; build the model with a larger vocabulary")
@@ -112,7 +131,7 @@ class Model:
         twin.__dict__.update(self.__dict__)
         twin.xp = get_xp(backend or self.backend)
         twin.backend = backend or self.backend
-        twin.dtype = np.dtype(dtype or self.dtype)
+        twin.dtype = float_dtype(dtype or self.dtype, self.kind)
         # xp.array (not asarray) so the twin never shares memory with the original
         twin.params = {k: twin.xp.array(to_numpy(v), dtype=twin.dtype) for k, v in self.params.items()}
         twin._moved()

@@ -22,8 +22,10 @@ def _check_lr(name, value):
 
 class Optimizer:
     def __init__(self, lr, lrs=None):
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise UsageError(f"learning rate must be a finite number > 0, got {lr!r}: try --lr 0.01")
+        if not isinstance(lrs or {}, dict):
+            raise UsageError(f"lrs must be a dict {{parameter name: learning rate}}, got {type(lrs).__name__}")
         for name, value in (lrs or {}).items():
             _check_lr(name, value)
         self.lr = float(lr)
@@ -35,6 +37,10 @@ class Optimizer:
 
     def state_dict(self):
         return {"t": self.t}
+
+    def state_names(self, params):
+        """The arrays state_dict holds once a step has been taken (a checkpoint must have all of them)."""
+        return []
 
     def load_state_dict(self, state, xp=np):
         self.t = int(state["t"])
@@ -70,8 +76,13 @@ class AdamW(Optimizer):
 
     def __init__(self, lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, lrs=None):
         super().__init__(lr, lrs)
-        if not (math.isfinite(weight_decay) and weight_decay >= 0):
+        if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0):
             raise UsageError(f"weight decay must be a finite number >= 0, got {weight_decay!r}: try --weight-decay 0.01")
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2
+                and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)):
+            raise UsageError(f"AdamW: betas must be two numbers in [0, 1), got {betas!r}: e.g. (0.9, 0.999)")
+        if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+            raise UsageError(f"AdamW: eps must be a finite number > 0, got {eps!r}: e.g. 1e-8")
         self.beta1, self.beta2 = betas
         self.eps = eps
         self.weight_decay = weight_decay
@@ -110,6 +121,9 @@ class AdamW(Optimizer):
             state[f"m.{name}"] = to_numpy(self.m[name])
             state[f"v.{name}"] = to_numpy(self.v[name])
         return state
+
+    def state_names(self, params):
+        return [f"{which}.{name}" for name in params for which in ("m", "v")]
 
     def load_state_dict(self, state, xp=np):
         self.t = int(state["t"])

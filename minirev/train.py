@@ -4,21 +4,30 @@
     history = trainer.run(epochs=100)
 
 Each step: loss_and_grads on a minibatch (hand-written backward), a check that
-the loss is finite, then ``optimizer.step``. Each evaluated epoch appends a
+the loss has not diverged, then ``optimizer.step``. Each evaluated epoch appends a
 record to ``trainer.history``: the epoch, the training NLL, the NLL of every
 evaluation group of the dataset and the validation NLL.
+
+The trainer's position is (epoch, batch within the epoch, step, the generator
+states): a checkpoint taken anywhere, even mid-epoch, continues bit for bit.
+Under :class:`Interrupts`, Ctrl-C only sets a flag, and the loop stops between
+two steps (never inside an update) by raising KeyboardInterrupt.
 
 A :class:`~minirev.trace.Trace` passed as ``trace`` is told before and after
 every step, and explains each update (``minirev/trace.py``).
 """
 import math
+import signal
+import threading
 import time
 
 import numpy as np
 
 from .backend import to_numpy
-from .errors import RunError
+from .errors import RunError, UsageError
 from .layers import cross_entropy_forward
+
+DIVERGED = 100        # a loss above DIVERGED x log|V| (a uniform guess) means training blew up
 
 
 def evaluate(model, tokens):
@@ -32,42 +41,98 @@ def evaluate(model, tokens):
     return float(nll), float(correct.mean())
 
 
+class Interrupts:
+    """Inside ``with Interrupts() as ctrl_c:``, Ctrl-C sets ctrl_c.requested instead of raising.
+
+    The training loop looks at the flag between steps, so an interrupt never
+    lands in the middle of an update or of a save. (Outside the main thread
+    Python delivers no signals, so there is nothing to catch.)
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        self.requested = True
+
+    def __enter__(self):
+        # a process started with Ctrl-C ignored (e.g. in the background) keeps ignoring it
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _whole(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise UsageError(f"Trainer: {name} must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
 class Trainer:
     """Trains `model` on `dataset.train` with `optimizer`; the state it keeps is all a resume needs."""
 
     def __init__(self, model, optimizer, dataset, batch_size=None, seed=0, eval_every=1, trace=None):
         self.model, self.optimizer, self.dataset = model, optimizer, dataset
         n = len(dataset.train)
-        self.batch_size = n if batch_size is None else min(int(batch_size), n)
-        self.eval_every = eval_every
+        if n == 0:
+            raise UsageError("Trainer: the dataset has no training sentences")
+        self.batch_size = n if batch_size is None else min(_whole("batch_size", batch_size), n)
+        self.eval_every = _whole("eval_every", eval_every)
         self.trace = trace
         # Two independent streams from one seed: minibatch order and dropout masks.
         self.shuffle_rng, self.dropout_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-        self.epoch = 0
+        self.epoch = 0                 # epochs completed
+        self.batch = 0                 # steps done in the epoch under way
+        self.epoch_start = None        # shuffle_rng's state when that epoch drew its order
         self.step = 0
         self.history = []
         self.seconds = 0.0
+        self.loss_limit = DIVERGED * math.log(max(model.vocab_size, 2))
+
+    @property
+    def steps_per_epoch(self):
+        return -(-len(self.dataset.train) // self.batch_size)
+
+    def shuffle_state(self):
+        """The shuffle generator's state a resume needs: mid-epoch, the one that drew this epoch's order."""
+        return self.epoch_start if self.batch else self.shuffle_rng.bit_generator.state
+
+    def diverged(self, what, value, when):
+        if not math.isfinite(value) or value > self.loss_limit:
+            above = f", above {DIVERGED} x log|V| = {self.loss_limit:.0f}" if math.isfinite(value) else ""
+            raise RunError(f"the {what} became {value:.4g} {when}{above}: training diverged; "
+                           "lower the learning rate (--lr)")
 
     def train_step(self, batch):
         if self.trace is not None:
             self.trace.before(batch, self.step + 1)
         loss, grads = self.model.loss_and_grads(batch, rng=self.dropout_rng)
-        if not math.isfinite(loss):
-            raise RunError(f"the training loss became {loss} at step {self.step + 1} (epoch {self.epoch + 1}): "
-                           "training diverged; lower the learning rate (--lr)")
+        self.diverged("training loss", loss, f"at step {self.step + 1} (epoch {self.epoch + 1})")
         self.optimizer.step(self.model.params, grads)
         self.step += 1
         if self.trace is not None:
             self.trace.after(batch)
         return loss
 
-    def run_epoch(self):
+    def run_epoch(self, stop=None):
+        """Train the epoch under way from where it stands; stop() between steps raises KeyboardInterrupt."""
         n = len(self.dataset.train)
+        self.epoch_start = self.shuffle_rng.bit_generator.state
         # Full-batch training needs no shuffling; minibatches are reshuffled every epoch.
         order = np.arange(n) if self.batch_size == n else self.shuffle_rng.permutation(n)
-        for start in range(0, n, self.batch_size):
+        for start in range(self.batch * self.batch_size, n, self.batch_size):
+            if stop is not None and stop():
+                raise KeyboardInterrupt
             self.train_step(self.dataset.train[order[start:start + self.batch_size]])
+            self.batch += 1
         self.epoch += 1
+        self.batch = 0
 
     def evaluate(self):
         record = {"epoch": self.epoch, "step": self.step}
@@ -75,27 +140,36 @@ class Trainer:
         for name, tokens in self.dataset.groups.items():
             record[f"{name} nll"], record[f"{name} acc"] = evaluate(self.model, tokens)
         record["val_nll"] = record[f"{self.dataset.val_group} nll"]
+        if self.step:                                 # (at the start nothing has been trained to diverge)
+            when = f"by epoch {self.epoch}"
+            self.diverged("training NLL", record["train_nll"], when)
+            for name, tokens in self.dataset.groups.items():
+                if len(tokens):                       # an empty group has no NLL (nan), nothing diverged
+                    self.diverged(f"{name} NLL", record[f"{name} nll"], when)
         return record
 
-    def run(self, epochs, on_eval=None):
+    def run(self, epochs, on_eval=None, on_epoch=None, stop=None):
         """Train until `epochs` epochs are done in all (a resumed trainer continues where it was).
 
-        on_eval(trainer, record) is called after each evaluation (for progress lines).
-        Evaluates at the start, every `eval_every` epochs, and at the end.
+        Evaluates at the start, every `eval_every` epochs, and at the end; on_eval(trainer, record)
+        is called after each evaluation (progress lines), on_epoch(trainer) after every epoch
+        (checkpoints). stop() is asked between steps and epochs: True raises KeyboardInterrupt.
         """
         if not self.history:
             self.history.append(self.evaluate())
+        elif self.history[-1]["epoch"] == self.epoch < epochs and self.batch == 0 and self.epoch % self.eval_every:
+            self.history.pop()      # the closing record of a shorter run: the longer run evaluates on its grid
         while self.epoch < epochs:
             t0 = time.perf_counter()
-            self.run_epoch()
+            self.run_epoch(stop)
             self.seconds += time.perf_counter() - t0
             if self.epoch % self.eval_every == 0 or self.epoch == epochs:
                 record = self.evaluate()
-                if not math.isfinite(record["train_nll"]):
-                    raise RunError(f"the training loss became {record['train_nll']} by step {self.step} "
-                                   f"(epoch {self.epoch}): "
-                                   "training diverged; lower the learning rate (--lr)")
                 self.history.append(record)
                 if on_eval is not None:
                     on_eval(self, record)
+            if on_epoch is not None:
+                on_epoch(self)
+            if stop is not None and stop() and self.epoch < epochs:
+                raise KeyboardInterrupt
         return self.history

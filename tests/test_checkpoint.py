@@ -1,6 +1,9 @@
 """Save and resume: bit-identical continuation, and clear errors for a bad checkpoint."""
+import hashlib
+import io
 import json
 import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -85,6 +88,119 @@ def test_a_damaged_checkpoint_is_refused_and_left_in_place(checkpoint, how, mess
         run(4, resume=str(checkpoint))
     assert "\n" not in str(info.value)
     assert {p.name: p.read_bytes() for p in checkpoint.iterdir()} == before, "nothing may be overwritten"
+
+
+def set_arrays(folder, state, data):
+    """Replace the arrays file with `data` (bytes, or a dict saved as .npz) and give state.json its hash."""
+    path = folder / state["arrays"]
+    if isinstance(data, dict):
+        np.savez(path, **data)
+    else:
+        path.write_bytes(data)
+    state["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def arrays_of(folder, state):
+    with np.load(folder / state["arrays"]) as z:
+        return {k: z[k] for k in z.files}
+
+
+def huge_header_npz():
+    """An .npz whose only member claims 10**11 float32 (400 GB) and holds 16 bytes."""
+    member = io.BytesIO()
+    np.lib.format.write_array_header_1_0(member, {"descr": "<f4", "fortran_order": False, "shape": (10 ** 11,)})
+    member.write(bytes(16))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("param.wte.npy", member.getvalue())
+    return out.getvalue()
+
+
+def outside(folder, state):
+    (folder.parent / "outside.npz").write_bytes((folder / state["arrays"]).read_bytes())
+    state["arrays"] = "../outside.npz"
+
+
+def without(*keys):
+    return lambda folder, state: [state.pop(k) for k in keys]
+
+
+def setting(path, value):
+    def edit(folder, state):
+        *parents, last = path.split(".")
+        d = state
+        for p in parents:
+            d = d[p]
+        d[last] = value
+    return edit
+
+
+def replaced_arrays(change):
+    def edit(folder, state):
+        arrays = arrays_of(folder, state)
+        change(arrays)
+        set_arrays(folder, state, arrays)
+    return edit
+
+
+TAMPERED = [  # (how the checkpoint is edited, what the refusal says)
+    (setting("step", "12"), "'step' should be a whole number"),
+    (setting("epoch", "2"), "'epoch' should be a whole number"),
+    (setting("format", "2"), "'format' should be a whole number"),
+    (setting("format", None), "'format' should be a whole number"),
+    (setting("optimizer.t", "12"), "'optimizer' should hold a name"),
+    (without("config"), "'config' is missing"),
+    (without("arrays"), "'arrays' is missing"),
+    (without("sha256"), "'sha256' is missing"),
+    (without("rng"), "'rng' is missing"),
+    (without("optimizer"), "'optimizer' is missing"),
+    (setting("history", "[]"), "'history' should be a list"),
+    (setting("history", {}), "'history' should be a list"),
+    (setting("history", None), "'history' should be a list"),
+    (setting("history", []), "the history has 0 records"),
+    (setting("history", [{"epoch": "0", "step": 0}]), "each history record should be an object"),
+    (setting("rng.shuffle", {}), "rng.shuffle is not a PCG64 generator state"),
+    (setting("config.width", "16"), "config.width is '16' .a str., where this run's --width is a int"),
+    (setting("step", 10 ** 30), "step 1000000000000000000000000000000 does not match epoch 2"),
+    (setting("step", -1), "step -1 does not match"),
+    (setting("epoch", 10 ** 9), "epoch 1000000000 is outside 0..1000000"),
+    (setting("epoch", -5), "epoch -5 is outside"),
+    (setting("batch", 99), "batch 99 is outside 0..1"),
+    (setting("seconds", -1.0), "'seconds' should be a finite number"),
+    (setting("arrays", "arrays-000000099.npz"), "names the arrays file 'arrays-000000099.npz'"),
+    (outside, "names the arrays file '../outside.npz'"),
+    (setting("arrays", "/etc/passwd"), "names the arrays file '/etc/passwd'"),
+    (lambda folder, state: set_arrays(folder, state, np.lib.format.magic(1, 0) + bytes(100)),
+     "not a readable minirev file"),
+    (lambda folder, state: set_arrays(folder, state, huge_header_npz()), "claims 400 GB"),
+    (replaced_arrays(lambda a: [a.pop(k) for k in list(a) if k.startswith("opt.")]), "lacks opt.m"),
+    (replaced_arrays(lambda a: a.update({k: a[k][:1] for k in a if k.startswith("opt.m.")})),
+     "should be floats of shape"),
+    (replaced_arrays(lambda a: a.update({"param.wte": np.full(a["param.wte"].shape, "x")})),
+     "param.wte should be floats"),
+    (replaced_arrays(lambda a: a.update({"param.wte": a["param.wte"].astype(np.int8)})),
+     "param.wte should be floats"),
+    (replaced_arrays(lambda a: a.update({"extra": np.zeros(3)})), "has unexpected extra"),
+]
+
+
+@pytest.mark.parametrize("edit, message", TAMPERED, ids=[m[:40] for _, m in TAMPERED])
+def test_a_tampered_checkpoint_is_refused_in_one_line(checkpoint, edit, message):
+    state = json.loads((checkpoint / "state.json").read_text())
+    edit(checkpoint, state)
+    (checkpoint / "state.json").write_text(json.dumps(state))
+    before = {p.name: p.read_bytes() for p in checkpoint.iterdir()}
+    with pytest.raises(UsageError, match=message) as info:
+        run(4, resume=str(checkpoint))
+    assert "\n" not in str(info.value)
+    assert {p.name: p.read_bytes() for p in checkpoint.iterdir()} == before, "nothing may be overwritten"
+
+
+@pytest.mark.parametrize("text", ["[]", "null", "5", '"a string"', "[" * 200000 + "]" * 200000])
+def test_a_state_file_that_is_not_an_object_is_refused(checkpoint, text):
+    (checkpoint / "state.json").write_text(text)
+    with pytest.raises(UsageError, match="not a checkpoint|not valid JSON"):
+        run(4, resume=str(checkpoint))
 
 
 def test_model_save_and_load_round_trip(tmp_path):

@@ -2,14 +2,21 @@
 import importlib.util
 import json
 import os
+import shutil
+import stat
 import subprocess
 import sys
 
 import pytest
 
 from minirev import demo
+from minirev.config import RunConfig
+from minirev.experiments import run_experiment
 
 pytestmark = pytest.mark.cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, PYTHONPATH=ROOT)        # a child process imports this checkout's minirev
 
 TINY = ["--vocab", "40", "--layers", "1", "--width", "16", "--heads", "2", "--epochs", "3"]
 
@@ -51,23 +58,94 @@ BAD = [  # (arguments, what the one-line message must mention)
     (["bilinear", "--vocab", "50"], "too small for 50 pairs"),
     (["bilinear", "--lr", "inf"], "--lr: must be a finite number > 0"),
     (["gradcheck", "--model", "foo"], "invalid choice: 'foo'"),
-    (["reversal", *TINY, "--lr", "1e30"], "training loss became nan"),
+    (["reversal", *TINY, "--lr", "1e30"], "training diverged"),
+    # ---- issue 15: outputs that are not ours to replace, checked before any training
+    (["reversal", *TINY, "--json", "/dev/null"], "is a device or other special file, not a regular file"),
+    (["reversal", *TINY, "--json", "readonly.json"], "is read-only (mode 444)"),
+    (["reversal", *TINY, "--json", "/proc/version"], "is read-only"),
+    (["reversal", *TINY, "--json", "empty_folder"], "is a folder, not a regular file"),
+    (["reversal", *TINY, "--json", "link.json"], "is a link, not a regular file"),
+    (["reversal", *TINY, "--json", "x" * 300 + ".json"], "over the file system's 255"),
+    (["reversal", *TINY, "--out", "y" * 300], "over the file system's 255"),
+    (["reversal", *TINY, "--json", "new\nline.json"], "contains a control character"),
+    (["reversal", *TINY, "--save", "ck\nx"], "contains a control character"),
+    (["reversal", *TINY, "--json", ""], "--json was given an empty path"),
+    (["reversal", *TINY, "--save", ""], "--save was given an empty path"),
+    (["reversal", *TINY, "--resume", ""], "--resume was given an empty path"),
+    (["reversal", *TINY, "--save", "a_file"], "choose another with --save"),
+    (["reversal", *TINY, "--save", "ck"], "already holds the checkpoint of a gpt run at epoch 2"),
+    (["reversal", *TINY, "--resume", "ck", "--json", "ck/state.json"], "would replace a file of the checkpoint"),
+    (["reversal", *TINY, "--save", "ck", "--overwrite", "--json", "ck/arrays-000000002.npz"],
+     "would replace a file of the checkpoint"),
+    (["reversal", *TINY, "--resume", "readonly_ck"], "the checkpoint folder is read-only"),
+    (["reversal", *TINY, "--save-every", "2"], "add --save DIR"),
+    (["embeddings", *TINY, "--model", "bilinear"], "use --model gpt"),
+    # ---- --paper and the options it sets
+    (["reversal", "--paper", "--layers", "3"], "--paper sets --layers 24, but --layers 3 was given"),
+    (["reversal", "--paper", "--width", "16"], "--paper sets --width 768"),
+    (["reversal", "--paper", "--heads", "2"], "--paper sets --heads 12"),
+    (["reversal", "--paper", "--model", "bilinear"], "--paper sets --model gpt"),
+    (["reversal", "--paper", "--dropout", "0"], "--paper sets --dropout 0.1"),
+    # ---- sizes refused with the estimate before anything is allocated
+    (["reversal", "--entity-len", "4"], "enumerates 200^4 words per alphabet, about 166 GB, over the data limit"),
+    (["reversal", "--entity-len", "10"], "over the data limit of 1 GB"),
+    (["reversal", "--vocab", "99999999999999999999"], "would need about"),
+    (["reversal", "--vocab", "100000000"], "would need about"),
+    (["reversal", "--layers", "99999999999999999999"], "would need about"),
+    (["reversal", "--width", "100000", "--heads", "1"], "would need about 3.85 TB"),
+    (["reversal", "--seeds", "99999999999999999999"], "--seeds: must be at most 1000"),
+    (["reversal", "--seed", "4294967296"], "--seed: must be at most 4294967295"),
+    (["reversal", "--epochs", "10000000"], "--epochs: must be at most 1000000"),
+    (["bilinear", "--dims", "onehot", "--vocab", "1000000"], "would need about"),
+    (["bilinear", "--dims", "99999999999999999999"], "would need about"),
+    (["bilinear", "--held-out", "0"], "--held-out: must be at least 1"),
+    # ---- divergence with a finite loss
+    (["reversal", *TINY, "--dtype", "float64", "--lr", "1e30"], "above 100 x log|V|"),
+    (["reversal", *TINY, "--model", "one-layer", "--lr", "1e30"], "training diverged"),
 ]
 
 
+@pytest.fixture(scope="module")
+def another_run(tmp_path_factory):
+    """The checkpoint of an earlier run (2 epochs), copied into each work folder."""
+    folder = tmp_path_factory.mktemp("another") / "ck"
+    run_experiment(RunConfig(layers=1, width=16, heads=2, vocab=40, epochs=2, save=str(folder)), out=None)
+    return folder
+
+
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
+def workdir(tmp_path, monkeypatch, another_run):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a_file").write_text("not a folder")
     (tmp_path / "empty_folder").mkdir()
+    (tmp_path / "readonly.json").write_text("{}")
+    (tmp_path / "readonly.json").chmod(0o444)
+    (tmp_path / "link.json").symlink_to(tmp_path / "a_file")
+    for name in ("ck", "readonly_ck"):
+        shutil.copytree(another_run, tmp_path / name)
+    (tmp_path / "ck" / "arrays-notes.txt").write_text("the user's own file")
+    (tmp_path / "readonly_ck" / "state.json").chmod(0o444)
     return tmp_path
+
+
+def snapshot(folder):
+    """Every path under `folder` with its mode and bytes: a failed run must change none of them."""
+    found = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            st = os.lstat(path)
+            data = open(path, "rb").read() if stat.S_ISREG(st.st_mode) else os.readlink(path) \
+                if stat.S_ISLNK(st.st_mode) else None
+            found[os.path.relpath(path, folder)] = (st.st_mode, data)
+    return found
 
 
 @pytest.mark.parametrize("args, message", BAD, ids=[" ".join(a) or "(nothing)" for a, _ in BAD])
 def test_bad_invocation_gives_one_line_and_leaves_no_files(args, message, workdir, capsys):
     if "cupy" in args and importlib.util.find_spec("cupy") is not None:
         pytest.skip("CuPy is installed here: this case is about a machine without it")
-    before = sorted(os.listdir(workdir))
+    before = snapshot(workdir)
     try:
         code = demo.main(args)
     except SystemExit as e:             # argparse's usage errors
@@ -77,29 +155,31 @@ def test_bad_invocation_gives_one_line_and_leaves_no_files(args, message, workdi
     assert len(err) == 1, f"expected one line of error, got: {err}"
     assert message in err[0], f"the message should mention {message!r}: {err[0]}"
     assert "Traceback" not in err[0]
-    assert sorted(os.listdir(workdir)) == before, "a failed run must not leave files behind"
+    assert snapshot(workdir) == before, "a failed run must not leave, change or remove a file"
 
 
 def test_a_real_process_prints_no_traceback(workdir):
     proc = subprocess.run([sys.executable, "-m", "minirev.demo", "reversal", "--width", "30", "--heads", "4"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=ENV)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
 
 
 def run_json(workdir, name, *extra):
+    """The bytes of the JSON a process writes, up to its closing "run" block (timing and paths)."""
     cmd = [sys.executable, "-m", "minirev.demo", "reversal", *TINY, "--dropout", "0.1",
-           "--json", name, "--out", "figs", *extra]
-    subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=workdir)
-    data = json.loads((workdir / name).read_text())
-    data["final"].pop("seconds")                 # timing: the one field allowed to differ
-    return data
+           "--json", name, "--out", name + "-figures", *extra]
+    subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=workdir, env=ENV)
+    results, run = (workdir / name).read_bytes().split(b'\n "run": ')
+    assert b"seconds" in run and name.encode() in run and b"seconds" not in results
+    return results
 
 
-def test_same_seed_in_two_processes_gives_identical_json_and_another_seed_differs(workdir):
+def test_same_seed_in_two_processes_gives_byte_identical_results_and_another_seed_differs(workdir):
     a, b = run_json(workdir, "a.json"), run_json(workdir, "b.json")
     c = run_json(workdir, "c.json", "--seed", "7")
     assert a == b
+    a, c = json.loads(a.rstrip(b",") + b"}"), json.loads(c.rstrip(b",") + b"}")
     assert a["history"] != c["history"]
     assert set(a) >= {"config", "history", "final"}
     assert set(a["final"]) >= {"train_nll", "val_nll", "val_seen_nll", "log_vocab"}
@@ -110,10 +190,10 @@ def test_ctrl_c_stops_cleanly_and_still_writes_results(workdir, monkeypatch, cap
     from minirev.train import Trainer
     real = Trainer.run_epoch
 
-    def interrupted_at_epoch_3(self):
+    def interrupted_at_epoch_3(self, stop=None):
         if self.epoch == 2:
             raise KeyboardInterrupt
-        real(self)
+        real(self, stop)
     monkeypatch.setattr(Trainer, "run_epoch", interrupted_at_epoch_3)
     code = demo.main(["reversal", *TINY[:-1], "10", "--json", "r.json", "--out", "figs"])
     assert code == 0
