@@ -46,19 +46,34 @@ def make_optimizer(cfg):
     return Model.registry[cfg.model].make_optimizer(cfg)
 
 
-def held_out_pairs(dataset, count=2):
-    """(seen sentence, unseen sentence) of the first held-out pairs, preferring ones trained forward."""
+def held_out_pairs(dataset, count=2, controls=False):
+    """(seen sentence, unseen sentence) of the first held-out pairs, preferring ones trained forward.
+
+    controls=True adds a third sentence to each pair, a control for the unseen one: its
+    prefix with another answer of the same alphabet, drawn at random (seeded by the data's seed).
+    """
     seen, unseen = dataset.groups["val seen"], dataset.groups["val unseen"]
     order = sorted(range(len(seen)), key=lambda i: seen[i, dataset.entity_len] != 0)
-    return [(seen[i], unseen[i]) for i in order[:count]]
+    pairs = [(seen[i], unseen[i]) for i in order[:count]]
+    if not controls:
+        return pairs
+    L, rng = dataset.entity_len, np.random.default_rng(dataset.info.get("seed", 0))
+    with_controls = []
+    for trained, reverse in pairs:
+        answer = reverse[-L:]
+        words = next(w for w in (dataset.info["x_words"], dataset.info["y_words"]) if (w == answer).all(1).any())
+        others = words[~(words == answer).all(1)]                                # the alphabet's other words
+        control = np.concatenate([reverse[:-L], others[rng.integers(len(others))]])
+        with_controls.append((trained, reverse, control))
+    return with_controls
 
 
-def make_trace(model, dataset, optimizer, steps, out=print):
-    """A Trace of the first `steps` updates for a few held-out pairs, in each model's own terms."""
-    pairs, name = held_out_pairs(dataset), dataset.sentence
+def make_trace(model, dataset, optimizer, steps, out=print, count=3):
+    """A Trace of the first `steps` updates for `count` held-out pairs (and controls), in each model's own terms."""
+    pairs, name = held_out_pairs(dataset, count, controls=True), dataset.sentence
     say(out, model.trace_title(pairs, name))
     return Trace(model, lambda: model.watch(pairs, name),
-                 lambda batch: model.trace_terms(batch, pairs, optimizer, name), steps=steps, out=out)
+                 lambda batch: model.trace_terms(batch, pairs, optimizer, name), steps=steps, out=out, pairs=pairs)
 
 
 def logit_matrix(model, group, with_relation=True, limit=60):
@@ -101,10 +116,11 @@ def run_experiment(cfg, out=print):
         optimizer = make_optimizer(cfg)
         if s == seeds[0]:
             say(out, dataset.summary(), f"model: {model.describe()}",
-                f"optimizer: {optimizer.name}, lr {cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epochs")
+                f"optimizer: {optimizer.name}, lr {cfg.lr}, batch {'all' if cfg.full_batch else cfg.batch_size}, "
+                f"{cfg.epochs} epochs")
         trace = make_trace(model, dataset, optimizer, cfg.trace, out) if cfg.trace and s == seeds[0] \
             and experiment == "reversal" else None
-        trainer = Trainer(model, optimizer, dataset, batch_size=cfg.batch_size, seed=s,
+        trainer = Trainer(model, optimizer, dataset, batch_size=None if cfg.full_batch else cfg.batch_size, seed=s,
                           eval_every=cfg.eval_every, trace=trace)
         if cfg.resume:
             load_run(cfg.resume, trainer, cfg)

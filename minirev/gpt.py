@@ -28,7 +28,7 @@ from .layers import (attention_backward, attention_forward, cross_entropy_backwa
                      residual_forward, rotary_tables, unembedding_backward, unembedding_forward)
 from . import gpt_trace
 from .model import Model
-from .optim import AdamW
+from .optim import SGD, AdamW
 
 POS = ("none", "absolute", "rotary")
 
@@ -137,7 +137,9 @@ class GPT(Model):
 
     @staticmethod
     def make_optimizer(cfg):
-        """AdamW, as the paper's code trains its GPT."""
+        """AdamW, as the paper's code trains its GPT; --optimizer sgd for plain SGD (no weight decay)."""
+        if cfg.optimizer == "sgd":
+            return SGD(cfg.lr)
         return AdamW(lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     @classmethod

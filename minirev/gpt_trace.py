@@ -1,22 +1,48 @@
-"""The GPT's trace: the watched logits of held-out pairs, and who moved them.
+"""The GPT's trace: the watched logits of held-out pairs, and exactly who moved them.
 
-For each (trained, unseen) pair the trace watches logit(answer | prefix) of
-both sentences. The account of a change is first order and split by
-parameter tensor: change of logit ~ sum over tensors of <d logit / d tensor,
-update of tensor>. It works with any optimiser, since it reads the update
-that was made.
+For each held-out pair the trace watches three logits, logit(answer | prefix) of
+    the trained sentence           e.g. [317 -> 594]
+    its never-trained reverse      [594 <- 317]
+    a control                      [594 <- 208]: the reverse's prefix, another answer of the same alphabet
+so "the reverse logit did not move" reads against "what moved anything".
+
+The account of one update is exact. Along the straight line from the parameters
+before the step, theta, to those after it, theta + dtheta (whatever the optimiser),
+
+    f(theta + dtheta) - f(theta) = int_0^1 grad f(theta + t dtheta) . dtheta dt
+                                 = sum over tensors W of < Gbar_W, dtheta_W >,
+    Gbar = int_0^1 grad f(theta + t dtheta) dt    (the gradient averaged along the step)
+
+Gauss-Legendre quadrature with POINTS nodes evaluates Gbar: one forward and one
+backward of the watched logit per node, on a float64 copy of the model, so the
+residual (change - sum of the shares) is the quadrature error alone. The
+first-order account < grad f(theta), dtheta > is kept beside it: it is exact only
+for small steps, and AdamW's first steps move every weight by about lr, large
+next to GPT-2's 0.02 init.
+
+Per sentence, under SGD only: dtheta_W = -lr_W sum_i g_i,W (g_i: sentence i's part
+of the minibatch gradient), so the same integral splits exactly by sentence,
+    change of f = sum_i -sum_W lr_W < Gbar_W, g_i,W >.
+Each g_i is recomputed in float64 at theta with the dropout masks the step drew.
+AdamW divides by running moments: its update is no sum over sentences.
 """
+import copy
+
 import numpy as np
 
 from .backend import to_numpy
 
+# Gauss-Legendre nodes per step, doubled (up to MAX_POINTS) until |residual| <= TOL |change|.
+# Measured on the default demo (benchmarks/trace_bench.py): 16 nodes meet TOL from AdamW's
+# second step on; its first step, which moves every weight by about lr, needs 32.
+POINTS, MAX_POINTS, TOL = 16, 128, 1e-8
+ROLES = ("trained", "unseen", "control")
+
 
 def labels(pairs, name):
-    out = []
-    for seen, unseen in pairs:
-        out += [f"logit({name(seen[-1:])[1:-1]} | {name(seen[:-1])[1:-1]}) trained",
-                f"logit({name(unseen[-1:])[1:-1]} | {name(unseen[:-1])[1:-1]}) unseen"]
-    return out
+    """'logit(594 | 317 ->) trained', ... : three labels per (trained, unseen, control) pair."""
+    return [f"logit({name(s[-1:])[1:-1]} | {name(s[:-1])[1:-1]}) {role}"
+            for pair in pairs for role, s in zip(ROLES, pair)]
 
 
 def sentences_of(pairs):
@@ -31,28 +57,127 @@ def watch(model, pairs, name):
 
 
 def title(pairs, name):
-    return ("trace: watched logits, and each parameter tensor's first-order share of their change\n"
-            "  (first order: it approaches the actual change as the updates get small; AdamW's first steps move "
-            "every weight by about lr, large next to GPT-2's 0.02 init, so early steps are explained only "
-            "roughly; a smaller --lr gives a closer account)")
+    return (f"trace: watched logits (trained, never-trained reverse, control) and their exact account: each "
+            f"parameter tensor's share < mean gradient along the step, update >, by Gauss-Legendre "
+            f"in float64 ({POINTS} nodes or more, until |residual| <= {TOL:g} |change|); 'first order' is < gradient at the start, update >, which misses on large steps")
+
+
+def logit_gradients(twin, params, sentences):
+    """The watched logits at `params` (k,) and the gradient of each, one sentence at a time (float64)."""
+    pos = sentences.shape[1] - twin.n_target - 1               # the position that predicts the answer
+    values, grads = [], []
+    for s in sentences:
+        logits, cache = twin.forward_logits(params, s[None], np)                # (1, T, V)
+        seed = np.zeros_like(logits)
+        seed[0, pos, s[-twin.n_target]] = 1                                     # d logit / d logits
+        values.append(logits[0, pos, s[-twin.n_target]])
+        grads.append(twin.backward_logits(seed, cache))
+    return np.array(values), grads
+
+
+def path_gradients(twin, before, delta, sentences, points):
+    """Gbar of each watched logit: its gradient averaged along the step, by `points`-node Gauss-Legendre."""
+    nodes, weights = np.polynomial.legendre.leggauss(points)                   # on [-1, 1]
+    mean_grads = [{k: 0.0 for k in before} for _ in sentences]
+    for x, w in zip(nodes, weights):
+        t = (x + 1) / 2                                                         # the node on [0, 1]; weight w / 2
+        _, grads = logit_gradients(twin, {k: before[k] + t * delta[k] for k in before}, sentences)
+        for mean, g in zip(mean_grads, grads):
+            for k in mean:
+                mean[k] = mean[k] + (w / 2) * g[k]
+    return mean_grads
+
+
+def flat(grads, names):
+    return np.concatenate([grads[k].ravel() for k in names])                   # (P,)
+
+
+class SentenceDraws:
+    """Replays a minibatch's dropout draws for its sentence i alone.
+
+    The GPT draws every mask with the batch as its first axis, in a fixed order
+    (minirev/gpt.py). Drawing each mask at the batch's full shape from a copy of
+    the step's generator and keeping row i gives sentence i the masks it had.
+    """
+
+    def __init__(self, rng, batch_size, i):
+        self.rng, self.batch_size, self.i = copy.deepcopy(rng), batch_size, i
+
+    def random(self, shape, dtype):
+        return self.rng.random((self.batch_size, *shape[1:]), dtype=dtype)[self.i:self.i + 1]
+
+
+def sentence_shares(twin, before, tokens, rng, optimizer, mean_grads):
+    """(B, k): sentence i's exact share -sum_W lr_W < Gbar_W, g_i,W > in each watched logit's change."""
+    names = list(before)
+    G = np.stack([flat(g, names) for g in mean_grads])                          # (k, P)
+    lr = np.concatenate([np.full(before[k].size, optimizer.lr_for(k)) for k in names])  # (P,)
+    shares = []
+    for i in range(len(tokens)):
+        draws = None if rng is None else SentenceDraws(rng, len(tokens), i)    # None: the step had no dropout
+        _, cache = twin.forward(before, tokens[i:i + 1], np, draws)
+        g_i = flat(twin.backward(cache), names) / len(tokens)   # the batch loss is the mean over B sentences
+        shares.append(G @ (-lr * g_i))                                          # (k,)
+    return np.array(shares)
+
+
+def groups_of(watched, name, L):
+    """The four groups of training sentences, as they relate to one watched sentence."""
+    return ("the pair's own sentence", f"sharing the first token {name(watched[:1])[1:-1]}",
+            f"sharing the answer {name(watched[-L:])[1:-1]}", "other sentences")
+
+
+def group_of(row, watched, own, L):
+    """0..3: which group of groups_of a training sentence is in; `own` is the pair's trained sentence."""
+    if np.array_equal(row, own):
+        return 0
+    if row[0] == watched[0]:
+        return 1
+    return 2 if np.array_equal(row[-L:], watched[-L:]) else 3
 
 
 def terms(model, tokens, pairs, optimizer, name):
-    """Called before a step: the gradients of the watched logits; returns the account of the step."""
-    xp, L = model.xp, model.n_target
-    sentences = sentences_of(pairs)
-    pos, answers = sentences.shape[1] - L - 1, sentences[:, -L]
-    grads = []
-    for i in range(len(sentences)):              # one backward per watched logit
-        logits, cache = model.forward_logits(model.params, xp.asarray(sentences), xp)
-        seed = np.zeros(logits.shape, dtype=model.dtype)
-        seed[i, pos, answers[i]] = 1                                           # d logit_i / d logits
-        grads.append(model.backward_logits(xp.asarray(seed), cache))
+    """Called before a step on `tokens`; returns its account, computed after the step.
 
-    def account(old):
+    account(old, rng): `old` the parameters before the step, `rng` a copy of the
+    dropout generator as the step found it. For each watched logit a dict: the
+    float64 before/after/change, the exact per-tensor shares as terms, first_order,
+    and under SGD the per-sentence shares (label, group, value).
+    """
+    tokens, sentences, L = np.asarray(tokens), sentences_of(pairs), model.n_target
+    owns = [pair[0] for pair in pairs for _ in pair]                            # each watched sentence's pair
+
+    def account(old, rng):
+        twin = model.copy(dtype=np.float64, backend="numpy")                   # theta + dtheta, in float64
+        after = twin.params
+        before = {k: to_numpy(v).astype(np.float64) for k, v in old.items()}  # theta
+        delta = {k: after[k] - before[k] for k in before}                      # the update the step made
+        f0, start_grads = logit_gradients(twin, before, sentences)
+        f1, _ = logit_gradients(twin, after, sentences)
+        points = POINTS
+        while True:                # more nodes until the shares add up to the change (the residual is known)
+            mean_grads = path_gradients(twin, before, delta, sentences, points)
+            exact = np.array([sum(float(np.sum(g[k] * delta[k])) for k in delta) for g in mean_grads])
+            if np.all(np.abs(f1 - f0 - exact) <= TOL * np.abs(f1 - f0) + 1e-13) or points >= MAX_POINTS:
+                break
+            points *= 2
+        sgd = getattr(optimizer, "name", None) == "sgd"
+        by_sentence = sentence_shares(twin, before, tokens, rng, optimizer, mean_grads) if sgd else None
         result = {}
-        for label, g in zip(labels(pairs, name), grads):
-            parts = [(k, float(xp.sum(g[k] * (model.params[k] - old[k])))) for k in g]
-            result[label] = sorted(parts, key=lambda p: -abs(p[1]))
+        for j, label in enumerate(labels(pairs, name)):
+            parts = [(k, float(np.sum(mean_grads[j][k] * delta[k]))) for k in before]
+            first = sum(float(np.sum(start_grads[j][k] * delta[k])) for k in before)
+            result[label] = dict(before=float(f0[j]), after=float(f1[j]), change=float(f1[j] - f0[j]),
+                                 terms=sorted(parts, key=lambda p: -abs(p[1])), first_order=first, points=points)
+            if sgd:
+                groups = groups_of(sentences[j], name, L)
+                rows = [(name(row), groups[group_of(row, sentences[j], owns[j], L)], float(by_sentence[i, j]))
+                        for i, row in enumerate(tokens)]
+                result[label].update(sentences=sorted(rows, key=lambda r: -abs(r[2])), groups=list(groups))
+            else:
+                result[label]["note"] = (f"{getattr(optimizer, 'name', 'this optimiser')}: the update divides by "
+                                         "running moments, so it is no sum over sentences and has no exact "
+                                         "per-sentence split (--optimizer sgd has one); the tensors' shares "
+                                         "and the minibatch membership are the account")
         return result
     return account

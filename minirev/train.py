@@ -50,7 +50,7 @@ class Trainer:
 
     def train_step(self, batch):
         if self.trace is not None:
-            self.trace.before(batch, self.step + 1)
+            self.trace.before(batch, self.step + 1, rng=self.dropout_rng)   # the rng: to replay its dropout
         loss, grads = self.model.loss_and_grads(batch, rng=self.dropout_rng)
         if not math.isfinite(loss):
             raise RunError(f"the training loss became {loss} at step {self.step + 1} (epoch {self.epoch + 1}): "
