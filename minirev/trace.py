@@ -117,7 +117,7 @@ class Trace:
                 out("      no term at all: nothing in this step moves it")
             for label, value in q["terms"][:self.top]:
                 factors = q.get("factors", {}).get(label)
-                out(f"      {value:+.3e}  {label}" + (f"   = {factors[0]:+.4f} x {factors[1]:+.3e}" if factors else ""))
+                out(f"      {value:+.3e}  {label}" + (f"   = overlap {factors[0]:+.4f} x coefficient {factors[1]:+.3e}" if factors else ""))
             rest = q["terms"][self.top:]
             if rest:
                 out(f"      {sum(v for _, v in rest):+.3e}  the total of the {len(rest)} more terms")
