@@ -57,9 +57,10 @@ def watch(model, pairs, name):
 
 
 def title(pairs, name):
-    return (f"trace: watched logits (trained, never-trained reverse, control) and their exact account: each "
-            f"parameter tensor's share < mean gradient along the step, update >, by Gauss-Legendre "
-            f"in float64 ({POINTS} nodes or more, until |residual| <= {TOL:g} |change|); 'first order' is < gradient at the start, update >, which misses on large steps")
+    return ("trace: watched logits (trained, never-trained reverse, control), each change split exactly by "
+            "parameter tensor:\n  share = < gradient averaged along the update, update > (Gauss-Legendre in "
+            f"float64, {POINTS} nodes or more until |residual| <= {TOL:g} |change|);\n"
+            "  'first order' = < gradient at the start, update >: exact only for small steps")
 
 
 def logit_gradients(twin, params, sentences):
@@ -73,6 +74,13 @@ def logit_gradients(twin, params, sentences):
         values.append(logits[0, pos, s[-twin.n_target]])
         grads.append(twin.backward_logits(seed, cache))
     return np.array(values), grads
+
+
+def logit_values(twin, params, sentences):
+    """The watched logits at `params` (k,), forward only (float64)."""
+    pos, L = sentences.shape[1] - twin.n_target - 1, twin.n_target
+    logits, _ = twin.forward_logits(params, sentences, np)                     # (k, T, V)
+    return logits[np.arange(len(sentences)), pos, sentences[:, -L]]
 
 
 def path_gradients(twin, before, delta, sentences, points):
@@ -153,7 +161,7 @@ def terms(model, tokens, pairs, optimizer, name):
         before = {k: to_numpy(v).astype(np.float64) for k, v in old.items()}  # theta
         delta = {k: after[k] - before[k] for k in before}                      # the update the step made
         f0, start_grads = logit_gradients(twin, before, sentences)
-        f1, _ = logit_gradients(twin, after, sentences)
+        f1 = logit_values(twin, after, sentences)
         points = POINTS
         while True:                # more nodes until the shares add up to the change (the residual is known)
             mean_grads = path_gradients(twin, before, delta, sentences, points)
