@@ -83,17 +83,22 @@ def logit_values(twin, params, sentences):
     return logits[np.arange(len(sentences)), pos, sentences[:, -L]]
 
 
-def path_gradients(twin, before, delta, sentences, points):
-    """Gbar of each watched logit: its gradient averaged along the step, by `points`-node Gauss-Legendre."""
+def path_shares(twin, before, delta, sentences, points, keep_mean=False):
+    """The exact per-tensor shares (k, tensors) of each watched logit, by `points`-node Gauss-Legendre:
+    share_W = sum over nodes t of weight * < grad_W f(theta + t dtheta), dtheta_W >.
+    keep_mean: also Gbar, the gradients averaged along the step, flattened (k, P), for the split by sentence."""
+    names = list(before)
     nodes, weights = np.polynomial.legendre.leggauss(points)                   # on [-1, 1]
-    mean_grads = [{k: 0.0 for k in before} for _ in sentences]
+    shares = np.zeros((len(sentences), len(names)))                            # (k, tensors)
+    mean = np.zeros((len(sentences), sum(before[k].size for k in names))) if keep_mean else None  # (k, P)
     for x, w in zip(nodes, weights):
         t = (x + 1) / 2                                                         # the node on [0, 1]; weight w / 2
-        _, grads = logit_gradients(twin, {k: before[k] + t * delta[k] for k in before}, sentences)
-        for mean, g in zip(mean_grads, grads):
-            for k in mean:
-                mean[k] = mean[k] + (w / 2) * g[k]
-    return mean_grads
+        _, grads = logit_gradients(twin, {k: before[k] + t * delta[k] for k in names}, sentences)
+        for j, g in enumerate(grads):
+            shares[j] += (w / 2) * np.array([np.vdot(g[k], delta[k]) for k in names])
+            if keep_mean:
+                mean[j] += (w / 2) * flat(g, names)
+    return shares, mean
 
 
 def flat(grads, names):
@@ -115,17 +120,16 @@ class SentenceDraws:
         return self.rng.random((self.batch_size, *shape[1:]), dtype=dtype)[self.i:self.i + 1]
 
 
-def sentence_shares(twin, before, tokens, rng, optimizer, mean_grads):
+def sentence_shares(twin, before, tokens, rng, optimizer, G):
     """(B, k): sentence i's exact share -sum_W lr_W < Gbar_W, g_i,W > in each watched logit's change."""
     names = list(before)
-    G = np.stack([flat(g, names) for g in mean_grads])                          # (k, P)
     lr = np.concatenate([np.full(before[k].size, optimizer.lr_for(k)) for k in names])  # (P,)
     shares = []
     for i in range(len(tokens)):
         draws = None if rng is None else SentenceDraws(rng, len(tokens), i)    # None: the step had no dropout
         _, cache = twin.forward(before, tokens[i:i + 1], np, draws)
         g_i = flat(twin.backward(cache), names) / len(tokens)   # the batch loss is the mean over B sentences
-        shares.append(G @ (-lr * g_i))                                          # (k,)
+        shares.append(G @ (-lr * g_i))                                          # (k,) with G (k, P)
     return np.array(shares)
 
 
@@ -162,21 +166,20 @@ def terms(model, tokens, pairs, optimizer, name):
         delta = {k: after[k] - before[k] for k in before}                      # the update the step made
         f0, start_grads = logit_gradients(twin, before, sentences)
         f1 = logit_values(twin, after, sentences)
+        sgd = getattr(optimizer, "name", None) == "sgd"
         points = POINTS
         while True:                # more nodes until the shares add up to the change (the residual is known)
-            mean_grads = path_gradients(twin, before, delta, sentences, points)
-            exact = np.array([sum(float(np.sum(g[k] * delta[k])) for k in delta) for g in mean_grads])
-            if np.all(np.abs(f1 - f0 - exact) <= TOL * np.abs(f1 - f0) + 1e-13) or points >= MAX_POINTS:
+            shares, G = path_shares(twin, before, delta, sentences, points, keep_mean=sgd)
+            if np.all(np.abs(f1 - f0 - shares.sum(1)) <= TOL * np.abs(f1 - f0) + 1e-13) or points >= MAX_POINTS:
                 break
             points *= 2
-        sgd = getattr(optimizer, "name", None) == "sgd"
-        by_sentence = sentence_shares(twin, before, tokens, rng, optimizer, mean_grads) if sgd else None
+        by_sentence = sentence_shares(twin, before, tokens, rng, optimizer, G) if sgd else None
         result = {}
         for j, label in enumerate(labels(pairs, name)):
-            parts = [(k, float(np.sum(mean_grads[j][k] * delta[k]))) for k in before]
-            first = sum(float(np.sum(start_grads[j][k] * delta[k])) for k in before)
+            parts = sorted(zip(before, shares[j].tolist()), key=lambda p: -abs(p[1]))
+            first = sum(float(np.vdot(start_grads[j][k], delta[k])) for k in before)
             result[label] = dict(before=float(f0[j]), after=float(f1[j]), change=float(f1[j] - f0[j]),
-                                 terms=sorted(parts, key=lambda p: -abs(p[1])), first_order=first, points=points)
+                                 terms=parts, first_order=first, points=points)
             if sgd:
                 groups = groups_of(sentences[j], name, L)
                 rows = [(name(row), groups[group_of(row, sentences[j], owns[j], L)], float(by_sentence[i, j]))
