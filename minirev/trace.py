@@ -38,6 +38,10 @@ def yes(flag):
     return "yes" if flag else "no"
 
 
+def percent(value, total):
+    return f" ({100 * value / total:.0f}%)" if total else ""
+
+
 class Trace:
     """Watches quantities across the first `steps` updates and explains each change.
 
@@ -116,8 +120,9 @@ class Trace:
             if not q["terms"]:
                 out("      no term at all: nothing in this step moves it")
             for label, value in q["terms"][:self.top]:
-                factors = q.get("factors", {}).get(label)
-                out(f"      {value:+.3e}  {label}" + (f"   = overlap {factors[0]:+.4f} x coefficient {factors[1]:+.3e}" if factors else ""))
+                factors = q.get("factors", {}).get(label)          # (overlap, coefficient) of a bilinear term
+                out(f"      {value:+.3e}  {label}"
+                    + (f"   = overlap {factors[0]:+.4f} x coefficient {factors[1]:+.3e}" if factors else ""))
             rest = q["terms"][self.top:]
             if rest:
                 out(f"      {sum(v for _, v in rest):+.3e}  the total of the {len(rest)} more terms")
@@ -160,13 +165,13 @@ class Trace:
         out(f"summary of steps 1-{self.records[-1]['step']}: the total change of each watched quantity, "
             "and each cause's share of it")
         for name, t in self.summary().items():
-            shares = ", ".join(f"{cause} {value:+.2e}" + (f" ({100 * value / t['change']:.0f}%)" if t["change"] else "")
-                               for cause, value in t["causes"][:3])
+            shares = ", ".join(f"{cause} {value:+.2e}{percent(value, t['change'])}" for cause, value in t["causes"][:3])
             out(f"  {name:<28} total change {t['change']:+.4e}   " + (shares or "nothing moved it"))
 
     def table(self, causes=False):
         """The records as flat rows (a list of dicts), one per step and quantity;
-        causes=True: one per step, quantity and cause (tensor or sentence), with "cause" and "share"."""
+        causes=True: one per step, quantity and cause (tensor or sentence), with "cause" and "share"
+        (and "group" for the GPT's sentences under SGD)."""
         rows = []
         for record in self.records:
             for name, q in record["quantities"].items():
@@ -175,6 +180,8 @@ class Trace:
                 if not causes:
                     rows.append(row)
                     continue
-                parts = [(label, v) for label, _, v in q["sentences"]] if "sentences" in q else q["terms"]
-                rows += [dict(row, cause=label, share=v) for label, v in parts]
+                if "sentences" in q:
+                    rows += [dict(row, cause=label, group=group, share=v) for label, group, v in q["sentences"]]
+                else:
+                    rows += [dict(row, cause=label, share=v) for label, v in q["terms"]]
         return rows
