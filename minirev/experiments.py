@@ -136,6 +136,8 @@ def run_experiment(cfg, out=print):
         except KeyboardInterrupt:
             interrupted = True
             say(out, f"\ninterrupted at epoch {trainer.epoch}: reporting the epochs completed so far")
+        if trace is not None:
+            trace.finish()
         if save_to:
             save_run(save_to, trainer, cfg)
         seed_done(trainer.epoch)

@@ -158,6 +158,11 @@ class Trace:
             t["causes"] = sorted(t["causes"].items(), key=lambda c: -abs(c[1]))
         return totals
 
+    def finish(self):
+        """Print the summary when training stopped before the last traced step (it is printed at that step)."""
+        if self.out is not None and self.records and self.records[-1]["step"] < self.steps:
+            self.print_summary()
+
     def print_summary(self, out=None):
         out = out or self.out or print
         if not self.records:
@@ -165,7 +170,10 @@ class Trace:
         out(f"summary of steps 1-{self.records[-1]['step']}: the total change of each watched quantity, "
             "and each cause's share of it")
         for name, t in self.summary().items():
-            shares = ", ".join(f"{cause} {value:+.2e}{percent(value, t['change'])}" for cause, value in t["causes"][:3])
+            causes, rest = t["causes"][:self.top], t["causes"][self.top:]
+            if rest:
+                causes.append((f"{len(rest)} more in total", sum(v for _, v in rest)))
+            shares = ", ".join(f"{cause} {value:+.2e}{percent(value, t['change'])}" for cause, value in causes)
             out(f"  {name:<28} total change {t['change']:+.4e}   " + (shares or "nothing moved it"))
 
     def table(self, causes=False):
