@@ -163,10 +163,10 @@ def test_bilinear_terms_print_both_factors_and_why_the_reverse_has_none():
 
 def test_command_line_traces_sgd_by_sentence(tmp_path, capsys):
     assert demo.main(["reversal", "--vocab", "40", "--layers", "1", "--width", "16", "--heads", "2", "--epochs", "1",
-                      "--optimizer", "sgd", "--lr", "1", "--full-batch", "--trace", "1", "--out", str(tmp_path)]) == 0
+                      "--optimizer", "sgd", "--lr", "1", "--full-batch", "--trace", "3", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "minibatch of 17" in out and "the pair's own sentence" in out and "remainder" in out
-    assert "summary of steps 1-1" in out and "control" in out
+    assert "minibatch of 17" in out and "the pair's own sentence" in out and "remainder" in out and "control" in out
+    assert out.count("summary of steps 1-1") == 1, "one full-batch step of 3 traced: the summary comes at the end"
 
 
 def test_command_line_refuses_an_unknown_optimizer(capsys):
