@@ -13,7 +13,7 @@ before the step, theta, to those after it, theta + dtheta (whatever the optimise
                                  = sum over tensors W of < Gbar_W, dtheta_W >,
     Gbar = int_0^1 grad f(theta + t dtheta) dt    (the gradient averaged along the step)
 
-Gauss-Legendre quadrature with POINTS nodes evaluates Gbar: one forward and one
+Gauss-Legendre quadrature (POINTS nodes or more) evaluates Gbar: one forward and one
 backward of the watched logit per node, on a float64 copy of the model, so the
 residual (change - sum of the shares) is the quadrature error alone. The
 first-order account < grad f(theta), dtheta > is kept beside it: it is exact only
@@ -105,29 +105,37 @@ def flat(grads, names):
     return np.concatenate([grads[k].ravel() for k in names])                   # (P,)
 
 
-class SentenceDraws:
-    """Replays a minibatch's dropout draws for its sentence i alone.
+class StepDraws:
+    """A minibatch step's dropout draws, replayed for one sentence at a time.
 
     The GPT draws every mask with the batch as its first axis, in a fixed order
-    (minirev/gpt.py). Drawing each mask at the batch's full shape from a copy of
-    the step's generator and keeping row i gives sentence i the masks it had.
+    (minirev/gpt.py). The first replay draws each mask at the batch's shape from a
+    copy of the step's generator (the very numbers the step drew) and keeps it;
+    sentence(i) then hands out row i of each mask, in the same order.
     """
 
-    def __init__(self, rng, batch_size, i):
-        self.rng, self.batch_size, self.i = copy.deepcopy(rng), batch_size, i
+    def __init__(self, rng, batch_size):
+        self.rng, self.batch_size, self.masks = copy.deepcopy(rng), batch_size, []
+
+    def sentence(self, i):
+        self.i, self.n = i, 0
+        return self
 
     def random(self, shape, dtype):
-        return self.rng.random((self.batch_size, *shape[1:]), dtype=dtype)[self.i:self.i + 1]
+        if self.n == len(self.masks):
+            self.masks.append(self.rng.random((self.batch_size, *shape[1:]), dtype=dtype))  # (B, ...)
+        self.n += 1
+        return self.masks[self.n - 1][self.i:self.i + 1]                        # (1, ...)
 
 
 def sentence_shares(twin, before, tokens, rng, optimizer, G):
     """(B, k): sentence i's exact share -sum_W lr_W < Gbar_W, g_i,W > in each watched logit's change."""
     names = list(before)
     lr = np.concatenate([np.full(before[k].size, optimizer.lr_for(k)) for k in names])  # (P,)
+    draws = None if rng is None else StepDraws(rng, len(tokens))               # None: the step had no dropout
     shares = []
     for i in range(len(tokens)):
-        draws = None if rng is None else SentenceDraws(rng, len(tokens), i)    # None: the step had no dropout
-        _, cache = twin.forward(before, tokens[i:i + 1], np, draws)
+        _, cache = twin.forward(before, tokens[i:i + 1], np, None if draws is None else draws.sentence(i))
         g_i = flat(twin.backward(cache), names) / len(tokens)   # the batch loss is the mean over B sentences
         shares.append(G @ (-lr * g_i))                                          # (k,) with G (k, P)
     return np.array(shares)
