@@ -44,11 +44,11 @@ def node_study(steps, pairs, optimizer, lr):
         def after(self, batch):
             twin = model.copy(dtype=np.float64)
             delta = {k: twin.params[k] - self.old[k] for k in self.old}
-            f0, _ = gpt_trace.logit_gradients(twin, self.old, sentences)
+            f0 = gpt_trace.logit_values(twin, self.old, sentences)
             f1 = gpt_trace.logit_values(twin, twin.params, sentences)
             worst = []
             for n in counts:
-                shares, _ = gpt_trace.path_shares(twin, self.old, delta, sentences, n)
+                _, shares, _ = gpt_trace.path_shares(twin, self.old, delta, sentences, n)
                 worst.append(np.max(np.abs(f1 - f0 - shares.sum(1)) / np.abs(f1 - f0)))
             self.rows.append(worst)
 

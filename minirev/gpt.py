@@ -163,8 +163,8 @@ class GPT(Model):
     def trace_title(self, pairs, name):
         return gpt_trace.title(pairs, name)
 
-    def trace_terms(self, tokens, pairs, optimizer, name):
-        return gpt_trace.terms(self, tokens, pairs, optimizer, name)
+    def trace_terms(self, tokens, pairs, optimizer, name, exact=True):
+        return gpt_trace.terms(self, tokens, pairs, optimizer, name, exact)
 
     # ---- the trunk: embeddings and blocks, (B, T) -> (B, T, C) ----------------------------
     def _check_length(self, T, answers=True):

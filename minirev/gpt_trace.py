@@ -84,21 +84,22 @@ def logit_values(twin, params, sentences):
 
 
 def path_shares(twin, before, delta, sentences, points, keep_mean=False):
-    """The exact per-tensor shares (k, tensors) of each watched logit, by `points`-node Gauss-Legendre:
-    share_W = sum over nodes t of weight * < grad_W f(theta + t dtheta), dtheta_W >.
-    keep_mean: also Gbar, the gradients averaged along the step, flattened (k, P), for the split by sentence."""
+    """The logits at theta (k,) and each one's per-tensor shares (k, tensors) of the change, by
+    `points`-node Gauss-Legendre: share_W = sum over nodes t of weight * < grad_W f(theta + t dtheta), dtheta_W >.
+    points=0: the first-order shares, < grad_W f(theta), dtheta_W >. keep_mean: also the gradients
+    averaged along the step (Gbar; at theta for points=0), flattened (k, P), for the split by sentence."""
     names = list(before)
-    nodes, weights = np.polynomial.legendre.leggauss(points)                   # on [-1, 1]
+    nodes, weights = np.polynomial.legendre.leggauss(points) if points else (np.array([-1.0]), np.array([2.0]))
     shares = np.zeros((len(sentences), len(names)))                            # (k, tensors)
     mean = np.zeros((len(sentences), sum(before[k].size for k in names))) if keep_mean else None  # (k, P)
     for x, w in zip(nodes, weights):
         t = (x + 1) / 2                                                         # the node on [0, 1]; weight w / 2
-        _, grads = logit_gradients(twin, {k: before[k] + t * delta[k] for k in names}, sentences)
+        values, grads = logit_gradients(twin, {k: before[k] + t * delta[k] for k in names}, sentences)
         for j, g in enumerate(grads):
             shares[j] += (w / 2) * np.array([np.vdot(g[k], delta[k]) for k in names])
             if keep_mean:
                 mean[j] += (w / 2) * flat(g, names)
-    return shares, mean
+    return values, shares, mean
 
 
 def flat(grads, names):
@@ -156,13 +157,15 @@ def group_of(row, watched, own, L):
     return 2 if np.array_equal(row[-L:], watched[-L:]) else 3
 
 
-def terms(model, tokens, pairs, optimizer, name):
+def terms(model, tokens, pairs, optimizer, name, exact=True):
     """Called before a step on `tokens`; returns its account, computed after the step.
 
     account(old, rng): `old` the parameters before the step, `rng` a copy of the
     dropout generator as the step found it. For each watched logit a dict: the
-    float64 before/after/change, the exact per-tensor shares as terms, first_order,
-    and under SGD the per-sentence shares (label, group, value).
+    float64 before/after/change, the per-tensor shares as terms, first_order, and
+    under SGD the per-sentence shares (label, group, value). exact=False: the shares
+    are first order (one backward per logit instead of one per node; the residual
+    is then the first-order error).
     """
     tokens, sentences, L = np.asarray(tokens), sentences_of(pairs), model.n_target
     owns = [pair[0] for pair in pairs for _ in pair]                            # each watched sentence's pair
@@ -172,20 +175,20 @@ def terms(model, tokens, pairs, optimizer, name):
         after = twin.params
         before = {k: to_numpy(v).astype(np.float64) for k, v in old.items()}  # theta
         delta = {k: after[k] - before[k] for k in before}                      # the update the step made
-        f0, start_grads = logit_gradients(twin, before, sentences)
         f1 = logit_values(twin, after, sentences)
         sgd = getattr(optimizer, "name", None) == "sgd"
-        points = POINTS
-        while True:                # more nodes until the shares add up to the change (the residual is known)
-            shares, G = path_shares(twin, before, delta, sentences, points, keep_mean=sgd)
+        f0, first_shares, first_G = path_shares(twin, before, delta, sentences, 0, keep_mean=sgd)
+        shares, G, points = first_shares, first_G, 0
+        while exact:               # more nodes until the shares add up to the change (the residual is known)
+            points = points * 2 or POINTS
+            _, shares, G = path_shares(twin, before, delta, sentences, points, keep_mean=sgd)
             if np.all(np.abs(f1 - f0 - shares.sum(1)) <= TOL * np.abs(f1 - f0) + 1e-13) or points >= MAX_POINTS:
                 break
-            points *= 2
         by_sentence = sentence_shares(twin, before, tokens, rng, optimizer, G) if sgd else None
         result = {}
         for j, label in enumerate(labels(pairs, name)):
             parts = sorted(zip(before, shares[j].tolist()), key=lambda p: -abs(p[1]))
-            first = sum(float(np.vdot(start_grads[j][k], delta[k])) for k in before)
+            first = float(first_shares[j].sum())
             result[label] = dict(before=float(f0[j]), after=float(f1[j]), change=float(f1[j] - f0[j]),
                                  terms=parts, first_order=first, points=points)
             if sgd:

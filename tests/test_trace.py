@@ -63,6 +63,20 @@ def test_first_order_misses_on_adams_first_steps():
     assert max(misses) > 0.1, f"the first-order account should miss the first AdamW step: {misses}"
 
 
+def test_exact_false_is_the_first_order_account():
+    cfg = RunConfig(model="gpt", layers=1, width=16, heads=2, vocab=40, batch_size=8).resolved()
+    data = make_dataset(cfg)
+    model, opt = make_model(cfg, data), make_optimizer(cfg)
+    pairs = held_out_pairs(data, 1, controls=True)
+    trace = Trace(model, lambda: model.watch(pairs, data.sentence),
+                  lambda batch: model.trace_terms(batch, pairs, opt, data.sentence, exact=False),
+                  steps=1, out=None, pairs=pairs)
+    Trainer(model, opt, data, batch_size=8, seed=cfg.seed, trace=trace).run_epoch()
+    for q in trace.records[0]["quantities"].values():
+        assert q["points"] == 0 and q["explained"] == pytest.approx(q["first_order"], rel=1e-12)
+        assert abs(q["residual"]) > 1e-3 * abs(q["change"]), "AdamW's first step is too large for first order"
+
+
 def test_an_account_that_leaves_out_a_tensor_fails():
     def drop_wpe(terms):
         def doctored(batch):
