@@ -84,9 +84,9 @@ def logit_values(twin, params, sentences):
 
 
 def path_shares(twin, before, delta, sentences, points, keep_mean=False):
-    """The logits at theta (k,) and each one's per-tensor shares (k, tensors) of the change, by
+    """The logits at the last node (k,) and each one's per-tensor shares (k, tensors) of the change, by
     `points`-node Gauss-Legendre: share_W = sum over nodes t of weight * < grad_W f(theta + t dtheta), dtheta_W >.
-    points=0: the first-order shares, < grad_W f(theta), dtheta_W >. keep_mean: also the gradients
+    points=0: one node, t = 0, which gives theta's logits and the first-order shares. keep_mean: also the gradients
     averaged along the step (Gbar; at theta for points=0), flattened (k, P), for the split by sentence."""
     names = list(before)
     nodes, weights = np.polynomial.legendre.leggauss(points) if points else (np.array([-1.0]), np.array([2.0]))
@@ -177,10 +177,10 @@ def terms(model, tokens, pairs, optimizer, name, exact=True):
         delta = {k: after[k] - before[k] for k in before}                      # the update the step made
         f1 = logit_values(twin, after, sentences)
         sgd = getattr(optimizer, "name", None) == "sgd"
-        f0, first_shares, first_G = path_shares(twin, before, delta, sentences, 0, keep_mean=sgd)
+        f0, first_shares, first_G = path_shares(twin, before, delta, sentences, 0, keep_mean=sgd and not exact)
         shares, G, points = first_shares, first_G, 0
         while exact:               # more nodes until the shares add up to the change (the residual is known)
-            points = points * 2 or POINTS
+            points = 2 * points if points else POINTS
             _, shares, G = path_shares(twin, before, delta, sentences, points, keep_mean=sgd)
             if np.all(np.abs(f1 - f0 - shares.sum(1)) <= TOL * np.abs(f1 - f0) + 1e-13) or points >= MAX_POINTS:
                 break
