@@ -57,12 +57,12 @@ def held_out_pairs(dataset, count=2, controls=False):
     pairs = [(seen[i], unseen[i]) for i in order[:count]]
     if not controls:
         return pairs
-    L, rng = dataset.entity_len, np.random.default_rng(dataset.info.get("seed", 0))
-    with_controls = []
-    for trained, reverse in pairs:
+    L, with_controls = dataset.entity_len, []
+    for k, (trained, reverse) in enumerate(pairs):
         answer = reverse[-L:]
         words = next(w for w in (dataset.info["x_words"], dataset.info["y_words"]) if (w == answer).all(1).any())
         others = words[~(words == answer).all(1)]                                # the alphabet's other words
+        rng = np.random.default_rng([dataset.info.get("seed", 0), k])          # one seeded stream per pair
         control = np.concatenate([reverse[:-L], others[rng.integers(len(others))]])
         with_controls.append((trained, reverse, control))
     return with_controls

@@ -39,9 +39,10 @@ POINTS, MAX_POINTS, TOL = 16, 128, 1e-8
 ROLES = ("trained", "unseen", "control")
 
 
-def labels(pairs, name):
-    """'logit(594 | 317 ->) trained', ... : three labels per (trained, unseen, control) pair."""
-    return [f"logit({name(s[-1:])[1:-1]} | {name(s[:-1])[1:-1]}) {role}"
+def labels(pairs, name, L):
+    """'logit(594 | 317 ->) trained', ... : three labels per (trained, unseen, control) pair.
+    The watched logit is that of the answer's first token (of L), given the prefix."""
+    return [f"logit({name(s[-L:][:1])[1:-1]} | {name(s[:-L])[1:-1]}) {role}"
             for pair in pairs for role, s in zip(ROLES, pair)]
 
 
@@ -53,7 +54,7 @@ def watch(model, pairs, name):
     sentences = sentences_of(pairs)
     answers = sentences[:, -model.n_target]
     logits = to_numpy(model.logits(sentences))[:, 0, :]                        # (k, V)
-    return {label: float(logits[i, answers[i]]) for i, label in enumerate(labels(pairs, name))}
+    return {label: float(logits[i, answers[i]]) for i, label in enumerate(labels(pairs, name, model.n_target))}
 
 
 def title(pairs, name):
@@ -186,7 +187,7 @@ def terms(model, tokens, pairs, optimizer, name, exact=True):
                 break
         by_sentence = sentence_shares(twin, before, tokens, rng, optimizer, G) if sgd else None
         result = {}
-        for j, label in enumerate(labels(pairs, name)):
+        for j, label in enumerate(labels(pairs, name, L)):
             parts = sorted(zip(before, shares[j].tolist()), key=lambda p: -abs(p[1]))
             first = float(first_shares[j].sum())
             result[label] = dict(before=float(f0[j]), after=float(f1[j]), change=float(f1[j] - f0[j]),
