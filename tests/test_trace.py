@@ -6,7 +6,7 @@ each test traces 3 steps of minibatch 8.
 import numpy as np
 import pytest
 
-from minirev import demo
+from minirev import demo, gpt_trace
 from minirev.bilinear import Bilinear
 from minirev.config import RunConfig
 from minirev.data import pairs_data
@@ -187,3 +187,11 @@ def test_command_line_refuses_an_unknown_optimizer(capsys):
     with pytest.raises(SystemExit) as info:
         demo.main(["reversal", "--optimizer", "adam"])
     assert info.value.code == 2 and "invalid choice: 'adam'" in capsys.readouterr().err
+
+
+def test_labels_name_the_watched_first_token_of_a_multi_token_answer():
+    data = make_dataset(RunConfig(vocab=40, entity_len=2))
+    triple = held_out_pairs(data, 1, controls=True)[0]
+    trained = triple[0]                                          # [a1 a2 -> b1 b2]: the logit of b1 is watched
+    label = gpt_trace.labels([triple], data.sentence, 2)[0]
+    assert label == f"logit({trained[3]} | {data.sentence(trained[:3])[1:-1]}) trained"
