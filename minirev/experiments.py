@@ -72,6 +72,9 @@ def make_trace(model, dataset, optimizer, steps, out=print, count=3):
     """A Trace of the first `steps` updates for `count` held-out pairs (and controls), in each model's own terms."""
     pairs, name = held_out_pairs(dataset, count, controls=True), dataset.sentence
     say(out, model.trace_title(pairs, name))
+    if model.kind != "gpt" and optimizer.name != "sgd":      # the GPT's account reads the update that was made
+        say(out, f"note: the terms of the {model.kind} trace are those of an SGD step; under {optimizer.name} "
+                 "the residual shows how far the update is from them")
     return Trace(model, lambda: model.watch(pairs, name),
                  lambda batch: model.trace_terms(batch, pairs, optimizer, name), steps=steps, out=out, pairs=pairs)
 
