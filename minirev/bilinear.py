@@ -21,7 +21,8 @@ from .backend import to_backend, to_numpy
 from .errors import UsageError
 from .layers import cross_entropy_backward, cross_entropy_forward
 from .model import Model
-from .optim import SGD
+from .optim import SGD, AdamW
+from .trace import Terms
 
 
 class Bilinear(Model):
@@ -52,7 +53,9 @@ class Bilinear(Model):
 
     @staticmethod
     def make_optimizer(cfg):
-        """Plain SGD: the update the paper's theorem is about."""
+        """Plain SGD: the update the paper's theorem is about (--optimizer adamw for AdamW)."""
+        if cfg.optimizer == "adamw":
+            return AdamW(cfg.lr, weight_decay=cfg.weight_decay)
         return SGD(cfg.lr)
 
     @classmethod
@@ -93,24 +96,28 @@ class Bilinear(Model):
 
     # ---- every update readable -------------------------------------------------------------
     def watch(self, pairs, name=None):
-        """Current forward and reverse effective weights of the watched (trained, unseen) pairs."""
+        """Current forward and reverse effective weights of the watched (trained, unseen, ...) pairs."""
         values = {}
-        for trained, _ in pairs:
+        for trained, *_ in pairs:
             x, y = int(trained[0]), int(trained[-1])
             values[f"W({x}->{y})"] = self.effective_weight(x, y)
             values[f"W({y}->{x})"] = self.effective_weight(y, x)
         return values
 
     def trace_title(self, pairs, name=None):
-        ab = [(int(trained[0]), int(trained[-1])) for trained, _ in pairs]
-        return f"trace: effective weights W(a->b) of held-out pairs {ab}, with each training sentence's share"
+        ab = [(int(pair[0][0]), int(pair[0][-1])) for pair in pairs]
+        return (f"trace: effective weights W(a->b) of held-out pairs {ab}, with each training sentence's share "
+                "= overlap <u_a, u_x> x coefficient -lr <g, u_b> from the gradient")
 
     def trace_terms(self, tokens, pairs, optimizer, name=lambda row: f"[{row[0]} -> {row[-1]}]"):
         """What one SGD step on `tokens` will add to each watched weight, sentence by sentence.
 
-        Term of sentence (x_i, y_i) in the change of W(a -> b):
-            -lr <u_a, u_{x_i}> <g_i, u_b>,   g_i = dlogits_i @ U = sum_v (p(v|x_i) - [v = y_i]) u_v / B
-        The terms add up exactly to the change the step makes. Largest first.
+        Term of sentence (x_i, y_i) in the change of W(a -> b), a product of two factors:
+            <u_a, u_{x_i}>  x  -lr <g_i, u_b>,   g_i = dlogits_i @ U = sum_v (p(v|x_i) - [v = y_i]) u_v / B
+        (the overlap of the embeddings, and the coefficient from the gradient).
+        The terms add up exactly to the change the step makes. Largest first; each
+        list is a Terms with the two factors of every term, and a note when no
+        sentence of the step starts with a.
         """
         tokens = np.asarray(tokens)
         twin = self.copy(dtype=np.float64, backend="numpy")                    # the account in float64,
@@ -118,11 +125,16 @@ class Bilinear(Model):
         _, (ux, ce_cache) = twin.forward(twin.params, tokens, np)
         g = cross_entropy_backward(1.0, ce_cache) @ twin.U                      # (B, d) g_i, with the 1/B
         terms = {}
-        for trained, _ in pairs:
+        for trained, *_ in pairs:
             x, y = int(trained[0]), int(trained[-1])
             for a, b in ((x, y), (y, x)):
-                contrib = -optimizer.lr * (ux @ twin.U[a]) * (g @ twin.U[b])    # (B,)
-                order = np.argsort(-np.abs(contrib))
-                terms[f"W({a}->{b})"] = [(name(tokens[i]), float(contrib[i]))
-                                         for i in order if contrib[i] != 0]
+                overlap = ux @ twin.U[a]                                        # (B,) <u_a, u_{x_i}>
+                coefficient = -optimizer.lr * (g @ twin.U[b])                   # (B,) -lr <g_i, u_b>
+                contrib = overlap * coefficient                                 # (B,)
+                order = [i for i in np.argsort(-np.abs(contrib)) if contrib[i] != 0]
+                note = None if (tokens[:, 0] == a).any() else \
+                    f"no training sentence starts with {a}: every overlap is <u_{a}, u_x> of another token x"
+                terms[f"W({a}->{b})"] = Terms([(name(tokens[i]), float(contrib[i])) for i in order],
+                                              factors={name(tokens[i]): (float(overlap[i]), float(coefficient[i]))
+                                                       for i in order}, note=note)
         return terms

@@ -55,7 +55,8 @@ def bilinear_sweep(dims=(16, 64, 256, ONE_HOT), vocab=200, pairs=50, held_out=10
                       f"(trained: x -> y; never trained: y -> x)")
             pair = [(np.array([x, y]), np.array([y, x]))]             # (trained, never trained)
             trace = Trace(model, lambda: model.watch(pair),
-                          lambda batch: model.trace_terms(batch, pair, optimizer), steps=trace_steps, out=out)
+                          lambda batch: model.trace_terms(batch, pair, optimizer), steps=trace_steps, out=out,
+                          pairs=pair)
         trainer = Trainer(model, optimizer, data, seed=seed, eval_every=eval_every, trace=trace)
 
         def add_weights(_, record):

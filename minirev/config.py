@@ -51,6 +51,10 @@ class RunConfig:
     lr_z: float = option(0.0, "one-layer model: learning rate of Z, the attention (default 0: frozen)", minimum=0.0)
     weight_decay: float = option(0.01, "AdamW's decoupled weight decay (default: %(default)s)", minimum=0.0)
     batch_size: int = option(64, "minibatch size (default: %(default)s)", minimum=1)
+    full_batch: bool = option(False, "one step per epoch on all training sentences (overrides --batch-size)")
+    optimizer: Optional[str] = option(None, "sgd or adamw (default: the model's own: AdamW for gpt, SGD for "
+                                            "the others); with sgd the GPT trace splits each update by sentence",
+                                      choices=("sgd", "adamw"))
     epochs: Optional[int] = option(None, "passes over the training data (default: per experiment, "
                                          + ", ".join(f"{k} {v}" for k, v in DEFAULT_EPOCHS.items()) + ")",
                                    identity=False, minimum=1, maximum=10 ** 6)

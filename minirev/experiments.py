@@ -48,19 +48,37 @@ def make_optimizer(cfg):
     return Model.registry[cfg.model].make_optimizer(cfg)
 
 
-def held_out_pairs(dataset, count=2):
-    """(seen sentence, unseen sentence) of the first held-out pairs, preferring ones trained forward."""
+def held_out_pairs(dataset, count=2, controls=False):
+    """(seen sentence, unseen sentence) of the first held-out pairs, preferring ones trained forward.
+
+    controls=True adds a third sentence to each pair, a control for the unseen one: its
+    prefix with another answer of the same alphabet, drawn at random (seeded by the data's seed).
+    """
     seen, unseen = dataset.groups["val seen"], dataset.groups["val unseen"]
     order = sorted(range(len(seen)), key=lambda i: seen[i, dataset.entity_len] != 0)
-    return [(seen[i], unseen[i]) for i in order[:count]]
+    pairs = [(seen[i], unseen[i]) for i in order[:count]]
+    if not controls:
+        return pairs
+    L, with_controls = dataset.entity_len, []
+    for k, (trained, reverse) in enumerate(pairs):
+        answer = reverse[-L:]
+        words = next(w for w in (dataset.info["x_words"], dataset.info["y_words"]) if (w == answer).all(1).any())
+        others = words[~(words == answer).all(1)]                                # the alphabet's other words
+        rng = np.random.default_rng([dataset.info.get("seed", 0), k])          # one seeded stream per pair
+        control = np.concatenate([reverse[:-L], others[rng.integers(len(others))]])
+        with_controls.append((trained, reverse, control))
+    return with_controls
 
 
-def make_trace(model, dataset, optimizer, steps, out=print):
-    """A Trace of the first `steps` updates for a few held-out pairs, in each model's own terms."""
-    pairs, name = held_out_pairs(dataset), dataset.sentence
+def make_trace(model, dataset, optimizer, steps, out=print, count=3):
+    """A Trace of the first `steps` updates for `count` held-out pairs (and controls), in each model's own terms."""
+    pairs, name = held_out_pairs(dataset, count, controls=True), dataset.sentence
     say(out, model.trace_title(pairs, name))
+    if model.kind != "gpt" and optimizer.name != "sgd":      # the GPT's account reads the update that was made
+        say(out, f"note: the terms of the {model.kind} trace are those of an SGD step; under {optimizer.name} "
+                 "the residual shows how far the update is from them")
     return Trace(model, lambda: model.watch(pairs, name),
-                 lambda batch: model.trace_terms(batch, pairs, optimizer, name), steps=steps, out=out)
+                 lambda batch: model.trace_terms(batch, pairs, optimizer, name), steps=steps, out=out, pairs=pairs)
 
 
 def alphabet_rank(model, dataset):
@@ -122,12 +140,12 @@ def run_experiment(cfg, out=print):
             optimizer = make_optimizer(cfg)
             if s == seeds[0]:
                 say(out, dataset.summary(), f"model: {model.describe()}",
-                    f"optimizer: {optimizer.describe()}; batch {cfg.batch_size}, {cfg.epochs} epochs; "
-                    "loss on the answer tokens only")
+                    f"optimizer: {optimizer.describe()}; batch {'all' if cfg.full_batch else cfg.batch_size}, "
+                    f"{cfg.epochs} epochs; loss on the answer tokens only")
             trace = make_trace(model, dataset, optimizer, cfg.trace, out) if cfg.trace and s == seeds[0] \
                 and experiment == "reversal" else None
-            trainer = Trainer(model, optimizer, dataset, batch_size=cfg.batch_size, seed=s,
-                              eval_every=cfg.eval_every, trace=trace)
+            trainer = Trainer(model, optimizer, dataset, seed=s, eval_every=cfg.eval_every, trace=trace,
+                              batch_size=None if cfg.full_batch else cfg.batch_size)
             if cfg.resume:
                 load_run(cfg.resume, trainer, cfg)
                 say(out, f"resumed from {cfg.resume} at epoch {trainer.epoch}"
@@ -142,6 +160,8 @@ def run_experiment(cfg, out=print):
                 interrupted = True
                 say(out, f"\ninterrupted at epoch {trainer.epoch}" + (f", step {trainer.batch} of epoch "
                     f"{trainer.epoch + 1}" if trainer.batch else "") + ": reporting the epochs completed so far")
+            if trace is not None:
+                trace.finish()
             if folder:
                 folder.save(trainer, cfg)
             seed_done(trainer.epoch)

@@ -28,7 +28,7 @@ from .layers import (attention_backward, attention_forward, cross_entropy_backwa
                      residual_forward, rotary_tables, unembedding_backward, unembedding_forward)
 from . import gpt_trace
 from .model import Model
-from .optim import AdamW
+from .optim import SGD, AdamW
 
 POS = ("none", "absolute", "rotary")
 
@@ -137,7 +137,9 @@ class GPT(Model):
 
     @staticmethod
     def make_optimizer(cfg):
-        """AdamW, as the paper's code trains its GPT."""
+        """AdamW, as the paper's code trains its GPT; --optimizer sgd for plain SGD (no weight decay)."""
+        if cfg.optimizer == "sgd":
+            return SGD(cfg.lr)
         return AdamW(lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     @classmethod
@@ -167,8 +169,8 @@ class GPT(Model):
     def trace_title(self, pairs, name):
         return gpt_trace.title(pairs, name)
 
-    def trace_terms(self, tokens, pairs, optimizer, name):
-        return gpt_trace.terms(self, tokens, pairs, optimizer, name)
+    def trace_terms(self, tokens, pairs, optimizer, name, exact=True):
+        return gpt_trace.terms(self, tokens, pairs, optimizer, name, exact)
 
     # ---- the trunk: embeddings and blocks, (B, T) -> (B, T, C) ----------------------------
     def _check_length(self, T, answers=True):

@@ -31,7 +31,7 @@ from .errors import UsageError
 from .layers import (cross_entropy_backward, cross_entropy_forward, l2norm_backward, l2norm_forward,
                      softmax_backward, token_attention_backward, token_attention_forward)
 from .model import Model
-from .optim import SGD
+from .optim import SGD, AdamW
 
 
 def watch_keys(a, b):
@@ -68,7 +68,9 @@ class OneLayer(Model):
 
     @staticmethod
     def make_optimizer(cfg):
-        """Plain SGD, as in the theory; Z has its own rate (0 by default: uniform attention)."""
+        """Plain SGD, as in the theory (or --optimizer adamw); Z has its own rate (0 by default: uniform attention)."""
+        if cfg.optimizer == "adamw":
+            return AdamW(cfg.lr, weight_decay=cfg.weight_decay, lrs={"Z": cfg.lr_z})
         return SGD(cfg.lr, lrs={"Z": cfg.lr_z})
 
     @classmethod
@@ -156,7 +158,7 @@ class OneLayer(Model):
         """Current values of Y[A,B], Y[B,A], Y[<-,A] and attn[A->](A) for each (trained, unseen) pair."""
         Y = to_numpy(self.decoder(self.params))
         out = {}
-        for trained, unseen in pairs:
+        for trained, unseen, *_ in pairs:
             a, b, relation_fwd, relation_bwd = _pair_tokens(trained, unseen)
             k_ab, k_ba, k_rel, k_attn = watch_keys(a, b)
             out[k_ab], out[k_ba] = float(Y[a, b]), float(Y[b, a])
@@ -165,7 +167,7 @@ class OneLayer(Model):
         return out
 
     def trace_title(self, pairs, name=None):
-        ab = [_pair_tokens(*pair)[:2] for pair in pairs]
+        ab = [_pair_tokens(*pair[:2])[:2] for pair in pairs]
         return f"trace: Y, Z entries of held-out pairs {ab}, with each training sentence's share"
 
     def decoder_terms(self, f, dlogits, u, v):  # (B, M), (B, M) -> (B,)
@@ -192,7 +194,7 @@ class OneLayer(Model):
             return sorted(terms, key=lambda term: -abs(term[1]))
 
         out = {}
-        for trained, unseen in pairs:
+        for trained, unseen, *_ in pairs:
             a, b, relation_fwd, relation_bwd = _pair_tokens(trained, unseen)
             k_ab, k_ba, k_rel, k_attn = watch_keys(a, b)
             out[k_ab] = ranked(-eta_Y * self.decoder_terms(f, dlogits, a, b))

@@ -111,7 +111,7 @@ class Trainer:
 
     def train_step(self, batch):
         if self.trace is not None:
-            self.trace.before(batch, self.step + 1)
+            self.trace.before(batch, self.step + 1, rng=self.dropout_rng)   # the rng: to replay its dropout
         loss, grads = self.model.loss_and_grads(batch, rng=self.dropout_rng)
         self.diverged("training loss", loss, f"at step {self.step + 1} (epoch {self.epoch + 1})")
         self.optimizer.step(self.model.params, grads)
