@@ -7,10 +7,11 @@
 # token, and the public code's way without it), looked closely at *how
 # unlearned* the unseen direction really is in this small model, and
 # accounted for the first updates of a trained and an unseen logit tensor by
-# tensor: each tensor's share of a change is `<d logit / d tensor, update>`.
+# tensor, exactly: each tensor's share of a change is `<d logit / d tensor,
+# averaged along the update, update>`.
 #
 # **Time:** about 45 minutes of reading. The code, measured on 2 cores:
-# 10 s full, 3.5 s fast (`MINIREV_FAST=1`: a smaller vocabulary
+# 13 s full, 4.6 s fast (`MINIREV_FAST=1`: a smaller vocabulary
 # and fewer epochs).
 #
 # Paper: arXiv 2405.04669, §5 (the reversal experiment on a GPT, its logit
@@ -201,13 +202,21 @@ print(f"val unseen: median rank {median_unseen:.0f} of {data.vocab_size}; a unif
 #
 # where `<A, B>` is the sum of the elementwise products. `d logit / d W` is
 # lesson 5's backward, seeded with a 1 at that one logit instead of with
-# `dloss`.
+# `dloss`. This first-order account is exact only for small steps. The
+# package's trace makes it exact for any step: the change of a logit f is
+# the integral of its gradient along the straight line of the update,
+#
+#     change of f  =  integral over t from 0 to 1 of  < grad f(theta + t dtheta), dtheta > dt,
+#
+# a sum over tensors again, with the gradient *averaged along the update*
+# instead of taken at its start. The integral is computed with Gauss-Legendre
+# quadrature (each node one forward and one backward), so the shares add up
+# to the change up to a printed residual; the first-order sum is printed beside it.
 #
 # Two choices make the account easy to read. **Full-batch** steps, so every
 # step contains the trained sentences. And a **smaller learning rate**,
 # AdamW with lr 0.001: Adam moves every weight by about lr per step, and at
-# the paper's lr 0.01 that is half the 0.02 scale of the fresh weights,
-# large enough that the first-order account misses much of the change. The
+# the paper's lr 0.01 that is half the 0.02 scale of the fresh weights. The
 # model is float64 so the exercise below can be checked to many digits.
 
 # %%
@@ -238,8 +247,9 @@ labels = list(watched)
 # The share is the sum of `gradient * (new - old)` for that tensor.
 #
 # Your function is checked on one full-batch AdamW step of a fresh model
-# against the package's own account of that step (`model.trace_terms`, the
-# per-tensor account that `python -m minirev.demo reversal --trace` prints).
+# against the package's first-order account of that step
+# (`model.trace_terms(..., exact=False)`; `python -m minirev.demo reversal
+# --trace` prints the exact one, with the first-order sum beside it).
 
 # %%
 def tensor_share(model, old_params, new_params, sentence, name):
@@ -250,85 +260,62 @@ def tensor_share(model, old_params, new_params, sentence, name):
 twin = GPT(trace_data.vocab_size, **gpt_args)                 # a fresh model, as the one traced below
 old = {k: v.copy() for k, v in twin.params.items()}
 twin_opt = AdamW(lr=0.001, weight_decay=0.01)
-account = twin.trace_terms(trace_data.train, [(seen_a, unseen_a)], twin_opt, trace_data.sentence)  # before the step
+account = twin.trace_terms(trace_data.train, [(seen_a, unseen_a, control_a)], twin_opt, trace_data.sentence,
+                           exact=False)                        # called before the step
 _, grads = twin.loss_and_grads(trace_data.train)              # the full batch
 twin_opt.step(twin.params, grads)
-label, shares = list(account(old).items())[1]                  # [trained, unseen]: the unseen logit's shares
-expected = dict(shares)["wte"]
+label, q = list(account(old, None).items())[1]                 # [trained, unseen, control]: the unseen logit
+expected = dict(q["terms"])["wte"]
 print(f"the package's account of {label}: share of wte {expected:+.6e}")
 check("share of wte", tensor_share, expected, args=(twin, old, twin.params, unseen_a, "wte"), rtol=1e-6)
 
 # %% [markdown]
-# The same account, for all six watched logits and over many steps: the
-# function below builds it (the package's `trace_terms` watches the trained
-# and unseen logits; we add the controls), and a `Trace` handed to the
-# `Trainer` records it around every step.
+# The exact account, for all six watched logits and over many steps: the
+# model's `watch` and `trace_terms` (the ones the command line's `--trace`
+# uses), handed to a `Trace`, which the `Trainer` calls around every step.
 
 # %%
-def logit_trace(model, sentences, labels):
-    """watch() and terms(batch) for a Trace of the answer logit of each sentence (k, T).
-
-    terms is called before a step: it takes d logit / d W for every tensor W at the
-    current parameters, and returns the account, called after the step with the old
-    parameters: each tensor's first-order share <d logit / d W, new W - old W>.
-    """
-    pos, answers = sentences.shape[1] - 2, sentences[:, -1]      # the last prefix position predicts the answer
-
-    def watch():
-        logits = model.logits(sentences)[:, 0, :]                  # (k, V)
-        return {lab: float(logits[i, answers[i]]) for i, lab in enumerate(labels)}
-
-    def terms(batch):
-        grads = []
-        for i in range(len(sentences)):                            # one backward per watched logit
-            logits, cache = model.forward_logits(model.params, sentences, np)
-            seed = np.zeros_like(logits)
-            seed[i, pos, answers[i]] = 1.0                         # d logit_i / d logits
-            grads.append(model.backward_logits(seed, cache))
-
-        def account(old):
-            return {lab: sorted(((k, float(np.sum(g[k] * (model.params[k] - old[k])))) for k in g),
-                                key=lambda kv: -abs(kv[1])) for lab, g in zip(labels, grads)}
-        return account
-    return watch, terms
-
-
-watch, terms = logit_trace(traced, np.array(list(watched.values())), labels)
-
-trace = Trace(traced, watch, terms, steps=TRACE_STEPS, out=None)
+pairs = [(seen_a, unseen_a, control_a), (seen_b, unseen_b, control_b)]        # in the order of `labels`
 optimizer = AdamW(lr=0.001, weight_decay=0.01)
+trace = Trace(traced, lambda: traced.watch(pairs, trace_data.sentence),
+              lambda batch: traced.trace_terms(batch, pairs, optimizer, trace_data.sentence),
+              steps=TRACE_STEPS, out=None, pairs=pairs)
 tracer = Trainer(traced, optimizer, trace_data, batch_size=None, seed=1234, eval_every=TRACE_STEPS, trace=trace)
 tracer.run(TRACE_STEPS)                       # full batch: one step per epoch
+short = dict(zip(traced.watch(pairs, trace_data.sentence), labels))          # the package's labels -> "A trained", ...
+for record in trace.records:
+    record["quantities"] = {short[k]: q for k, q in record["quantities"].items()}
 print("\nthe account of step 1 (each logit: before -> after, its change, the sum of all tensors'")
-print("first-order shares, and the largest shares):")
+print("exact shares, what is left (residual), the first-order sum, and the largest shares):")
 trace.print_record(trace.records[0])
 
 # %% [markdown]
 # Now pair A step by step: each logit's actual change and, in brackets,
-# the sum of its first-order shares.
+# the sum of its first-order shares (the exact shares add up to the change:
+# the largest residual is printed below).
 
 # %%
 print(f"{'step':>4}" + "".join(f"{lab:>22}" for lab in labels[:3]))
 for record in trace.records:
     q = record["quantities"]
-    print(f"{record['step']:>4}" + "".join(f"   {q[lab]['change']:+8.4f} ({q[lab]['explained']:+8.4f})"
+    print(f"{record['step']:>4}" + "".join(f"   {q[lab]['change']:+8.4f} ({q[lab]['first_order']:+8.4f})"
                                            for lab in labels[:3]))
+worst = max(abs(q["residual"]) / max(abs(q["change"]), 1e-300) for r in trace.records for q in r["quantities"].values())
+print(f"largest |residual| / |change| of the exact account over all steps and logits: {worst:.1e}")
 for lab in labels:
     late = trace.records[2:]
     print(f"{lab:<10} steps 3-{TRACE_STEPS}: change {sum(r['quantities'][lab]['change'] for r in late):+.3f}, "
-          f"sum of first-order shares {sum(r['quantities'][lab]['explained'] for r in late):+.3f}")
+          f"sum of first-order shares {sum(r['quantities'][lab]['first_order'] for r in late):+.3f}")
 
 # %% [markdown]
-# The account is first order: exact only in the limit of small steps.
-# (The traced model runs without dropout, `dropout=0.0`, so that the account
-# and the step see the same network.) For the trained logits the two
-# columns agree to within some tens of percent once the first steps are
-# past (compare the sums for steps 3 onward; the first steps move the
-# freshly initialised weights the most relative to their size). For the
-# smaller moves of the unseen and control logits the agreement varies from
-# logit to logit (compare the two sums of each): read the shares as a guide
-# to *who pushed*, not as an exact split. Now the totals over all traced
-# steps, and the per-tensor sums of the shares.
+# The exact shares add up to every change (the residual line). The
+# first-order sums in brackets do not: compare the columns in the first
+# steps, which move the freshly initialised weights the most relative to
+# their size, and the sums for steps 3 onward. A first-order account can
+# even get the sign of a change wrong; the exact one cannot. (The traced
+# model runs without dropout, `dropout=0.0`, so that every step sees the
+# same network.) Now the totals over all traced steps, and the per-tensor
+# sums of the exact shares.
 
 # %%
 def summed_shares(label):
@@ -359,7 +346,7 @@ for tag in "AB":
     print(f"pair {tag}: trained logit {total_change(f'{tag} trained'):+.3f};  gap unseen - control {gap:+.3f};  "
           "largest shares of the gap: " + ", ".join(f"{n} {v:+.3f}" for n, v in top))
     shares = totals[f"{tag} trained"]
-    print(f"        share of the output layer w_out in the trained logit's summed first-order change: "
+    print(f"        share of the output layer w_out in the trained logit's summed change: "
           f"{shares['w_out'] / sum(shares.values()):.0%}; the largest: "
           f"{max(shares, key=lambda n: abs(shares[n]))}")
 
@@ -393,7 +380,7 @@ for tag in "AB":
 #
 # Left: the six watched logits over the traced steps (solid: trained,
 # dashed: unseen, dotted: control; one colour per pair). Right: the summed
-# first-order shares of the tensors that matter most, for pair A's trained
+# exact shares of the tensors that matter most, for pair A's trained
 # logit and for its gap unseen - control.
 
 # %%
@@ -417,7 +404,7 @@ ax2.set_yticks(ypos)
 ax2.set_yticklabels(names, fontsize=8)
 ax2.invert_yaxis()
 ax2.axvline(0, color="gray", lw=0.8)
-ax2.set(xlabel=f"summed first-order share over {TRACE_STEPS} steps", title="who moved it: per-tensor shares")
+ax2.set(xlabel=f"summed exact share over {TRACE_STEPS} steps", title="who moved it: per-tensor shares")
 ax2.legend(fontsize=8)
 save_figure(fig, os.path.join(OUT, "trace.png"))
 
@@ -430,8 +417,9 @@ save_figure(fig, os.path.join(OUT, "trace.png"))
 #   learned; the public code's reading without it shows less. Report the
 #   rank of the right answer next to the NLL: they answer different
 #   questions.
-# * A logit's change splits, to first order, into per-tensor shares
-#   `<d logit / d W, update of W>`; the trained logit's largest share is the
+# * A logit's change splits exactly into per-tensor shares
+#   `<d logit / d W averaged along the update, update of W>` (to first order,
+#   the gradient at the start); the trained logit's largest share is the
 #   output layer's. To see whether the reverse direction learns the *pair*,
 #   compare it with a control answer of the same kind. In the bilinear model
 #   with one-hot embeddings the reverse weight gets exactly nothing
