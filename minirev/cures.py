@@ -29,7 +29,7 @@ from .errors import RunError, UsageError
 from .experiments import alphabet_rank, make_dataset, make_model, make_optimizer
 from .one_layer import OneLayer
 from .optim import SGD
-from .report import say, spread, verdict
+from .report import say, verdict
 from .train import Trainer
 
 FULL_BATCH = 10 ** 9           # batch_size for gradient descent on the whole training set
