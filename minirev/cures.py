@@ -44,6 +44,7 @@ class Row:
     changes: dict = field(default_factory=dict)     # RunConfig fields that differ from the row's base
     recipe: tuple = ("none", {})                    # cure_data.apply(recipe, data)
     sgd_weight_decay: float = 0.0                   # for the SGD models (the GPT's decay is in changes)
+    default: bool = True                            # False: only when --rows names it
 
 
 BRIDGE, COMPOSITION, REVERSE = ("bridge", {"form": "naive"}), ("bridge", {"form": "composition"}), ("reverse", {})
@@ -69,6 +70,11 @@ ROWS = [
     Row("reverse-1l", "reverse training", "Golovneva et al. 2403.13799", "one-layer", recipe=REVERSE),
     Row("wd-0.001-f", "weight decay 0.001", "sweep", "one-layer-factorized", sgd_weight_decay=0.001),
     Row("wd-0.01-f", "weight decay 0.01", "sweep", "one-layer-factorized", sgd_weight_decay=0.01),
+    # two-token entities (400 pairs): reverse training keeps each entity's inner order; ~6x a baseline row
+    Row("baseline-L2", "baseline (entities of 2 tokens)", "Zhu et al. 2405.04669", "gpt", dict(entity_len=2),
+        default=False),
+    Row("reverse-L2", "reverse training (2-token ents)", "Golovneva et al. 2403.13799", "gpt",
+        dict(entity_len=2), recipe=REVERSE, default=False),
 ]
 # the base of every row: the demo's default reversal run for the GPT; the one-layer models (whose
 # every step costs ~M^3 for the M x M decoder) on the 100-pair split of vocabulary 400, full batch
@@ -80,9 +86,9 @@ QUICK = {"gpt": dict(vocab=200, layers=1, width=32, epochs=60),
 
 
 def select(keys=None):
-    """The rows named by keys (all of ROWS for None), in ROWS order; a one-line error for an unknown name."""
+    """The rows named by keys (the default rows of ROWS for None), in ROWS order; one line for an unknown name."""
     if keys is None:
-        return list(ROWS)
+        return [r for r in ROWS if r.default]
     known = {r.key: r for r in ROWS}
     unknown = [k for k in keys if k not in known]
     if unknown:
@@ -122,7 +128,8 @@ def run_task(task):
     final = trainer.run(cfg.epochs)[-1]
     out = dict(row=task["row"], seed=seed, epochs=cfg.epochs, steps=trainer.step, sentences=len(data.train),
                train_nll=final["train_nll"], val_nll=final["val_nll"], val_acc=final[f"{data.val_group} acc"],
-               log_vocab=math.log(data.vocab_size), log_alphabet=data.log_alphabet(),
+               # both yardsticks per answer token, as the NLL is (data.log_alphabet() is per whole answer)
+               log_vocab=math.log(data.vocab_size), log_alphabet=data.log_alphabet() / data.entity_len,
                alphabet=len(data.info["alphabets"][0]), **alphabet_rank(model, data))
     if isinstance(model, OneLayer):
         out.update(decoder_split(model, data))
