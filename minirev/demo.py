@@ -22,6 +22,7 @@ import numpy as np
 from . import commands
 from .backend import BACKENDS
 from .config import RunConfig, choices, field_type, paper_config
+from .cures import ROWS
 from .errors import MinirevError
 from .model import Model
 
@@ -155,7 +156,8 @@ def build_parser():
                                    "print one table: NLL, rank within the alphabet, the two yardsticks and a "
                                    "verdict that holds for every seed.")
     c.add_argument("--rows", type=lambda text: [k.strip() for k in text.split(",") if k.strip()], default=None,
-                   help="comma-separated row names (default: all; see minirev/cures.py ROWS)")
+                   help="comma-separated row names, from: " + ", ".join(r.key for r in ROWS)
+                        + " (default: all but " + ", ".join(r.key for r in ROWS if not r.default) + ")")
     c.add_argument("--seeds", type=positive_int, default=5, help="seeds per row (default: %(default)s)")
     c.add_argument("--seed", type=nonnegative_int, default=1234, help="the first seed (default: %(default)s)")
     c.add_argument("--quick", action="store_true", help="small models on small data: a check in well under a minute")
