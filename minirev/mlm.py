@@ -42,7 +42,7 @@ class MaskedGPT(GPT):
     @classmethod
     def gradcheck_example(cls, seed=0):
         """Two blocks, rotary positions, dropout, several masked tokens per sentence, O(1) weights."""
-        model, tokens = GPT.gradcheck_example.__func__(cls, seed)
+        model, tokens = super().gradcheck_example(seed)                     # builds a MaskedGPT (cls)
         return model, tokens % model.mask_id                                 # no [MASK] in the data
 
     def describe(self):
