@@ -28,6 +28,7 @@ from .gradcheck import check_layer, check_model, compare_gradients  # noqa: E402
 from .one_layer import OneLayer  # noqa: E402
 from .gpt import GPT  # noqa: E402
 from .factorized import Factorized  # noqa: E402
+from .mlm import MaskedGPT  # noqa: E402
 from .optim import SGD, AdamW  # noqa: E402
 from .trace import Trace  # noqa: E402
 from .train import Trainer, evaluate  # noqa: E402

@@ -11,6 +11,7 @@ import numpy as np
 
 from .backend import get_xp
 from .bilinear_sweep import bilinear_sweep
+from .cures import run_cures
 from .experiments import (chain_step_by_step, draw_figures, embedding_similarity, make_dataset, make_model,
                           make_optimizer, run_experiment)
 from .checkpoint import collides
@@ -19,7 +20,7 @@ from .files import check_json_path, check_out_dir, remove_stale_temporaries, sta
 from .gradcheck import check_model
 from .limits import check_memory
 from .model import Model
-from .plots import plot_bilinear, plot_similarity
+from .plots import plot_bilinear, plot_cures, plot_similarity
 from .report import print_bilinear_table, print_report
 from .train import Interrupts
 
@@ -130,3 +131,18 @@ def gradcheck(kinds, seed, tol):
         print()
     print("all gradients match autograd" if ok else "SOME GRADIENTS DO NOT MATCH autograd (FAIL above)")
     return 0 if ok else 1
+
+
+def cures(rows, seeds, seed, quick, jobs, out, json_path):
+    """The cures from the literature side by side: the table, the accounts, one figure (minirev/cures.py)."""
+    out_dir, json_path = check_out_dir(out), check_json_path(json_path)
+    start = time.perf_counter()
+    result = run_cures(rows, seeds, seed, quick, jobs)
+    result["seconds"] = time.perf_counter() - start
+    print(f"{len(result['rows'])} rows x {seeds} seeds in {result['seconds']:.0f} s on {jobs} process(es)")
+    fig = plot_cures(result["rows"], os.path.join(out_dir, "cures.png"),
+                     f"What breaks the curse: unseen NLL over {seeds} seeds per row")
+    print(f"figure: {fig}")
+    if json_path:
+        write_json(json_path, result)
+        print(f"results: {json_path}")

@@ -57,8 +57,8 @@ class Dataset:
         return np.stack(found)
 
     def log_alphabet(self):
-        """The NLL of a uniform guess within the answer's alphabet, per answer (entity_len tokens)."""
-        return self.entity_len * float(np.log(len(self.info["alphabets"][0])))
+        """The NLL of a uniform guess within the answer's alphabet, per answer token (as the NLL is)."""
+        return float(np.log(len(self.info["alphabets"][0])))
 
     def summary(self):
         sizes = ", ".join(f"{k} {len(v)}" for k, v in self.groups.items())

@@ -6,6 +6,7 @@
     embeddings   cosine similarity of the learned token embeddings after the reversal run
     bilinear     the bilinear model: sweep the embedding dimension, watch the reverse weight
     gradcheck    every hand-written gradient against autograd, one line per parameter
+    cures        what breaks the curse: the cures from the literature, side by side over seeds
 
 Every command has --help. Errors are one line: exit status 2 for a bad request,
 1 when running it failed.
@@ -21,6 +22,7 @@ import numpy as np
 from . import commands
 from .backend import BACKENDS
 from .config import PAPER, RunConfig, choices, field_type, paper_config
+from .cures import ROWS
 from .errors import MinirevError, UsageError
 from .model import Model
 
@@ -151,6 +153,20 @@ def build_parser():
                             "3000 epochs unless --epochs is given): hours on a CPU, a GPU is advised")
         add_outputs(e, f"minirev_output/{name}")
 
+    c = sub.add_parser("cures", help="what breaks the curse: the cures from the literature, side by side",
+                       description="Train every intervention (rows) for several seeds on the reversal data and "
+                                   "print one table: NLL, rank within the alphabet, the two yardsticks and a "
+                                   "verdict that holds for every seed.")
+    c.add_argument("--rows", type=lambda text: [k.strip() for k in text.split(",") if k.strip()], default=None,
+                   help="comma-separated row names, from: " + ", ".join(r.key for r in ROWS)
+                        + " (default: all but " + ", ".join(r.key for r in ROWS if not r.default) + ")")
+    c.add_argument("--seeds", type=positive_int, default=5, help="seeds per row (default: %(default)s)")
+    c.add_argument("--seed", type=nonnegative_int, default=1234, help="the first seed (default: %(default)s)")
+    c.add_argument("--quick", action="store_true", help="small models on small data: a check in well under a minute")
+    c.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1,
+                   help="worker processes (default: the number of cores, %(default)s)")
+    add_outputs(c, "minirev_output/cures")
+
     g = sub.add_parser("gradcheck", help="check every hand-written gradient against autograd (float64)",
                        description="Differentiate each model's forward with autograd in float64 and compare it "
                                    "with the hand-written backward, one line per parameter.")
@@ -169,6 +185,8 @@ def dispatch(args):
     """Hand the parsed options to the command (minirev/commands.py)."""
     if args.command == "gradcheck":
         return commands.gradcheck(list(Model.registry) if args.model == "all" else [args.model], args.seed, args.tol)
+    if args.command == "cures":
+        return commands.cures(args.rows, args.seeds, args.seed, args.quick, args.jobs, args.out, args.json)
     if args.command == "bilinear":
         options = {k: v for k, v in vars(args).items() if k != "command"}
         return commands.bilinear(**{k: v for k, v in options.items() if k != "json"}, json_path=args.json,

@@ -33,13 +33,13 @@ from .optim import SGD, AdamW
 POS = ("none", "absolute", "rotary")
 
 
-def block_forward(xp, x, p, h, n_head, rope, drop):  # (B, T, C) -> (B, T, C)
+def block_forward(xp, x, p, h, n_head, rope, drop, causal=True):  # (B, T, C) -> (B, T, C)
     """One transformer block; p[h + "..."] are its parameters, drop(shape) a dropout mask."""
     B, T, C = x.shape
     a, c_ln1 = layernorm_forward(xp, x, p[h + "ln1.g"], p[h + "ln1.b"])      # (B, T, C)
     a, c_attn = attention_forward(xp, a, p[h + "attn.w_qkv"], p[h + "attn.b_qkv"],
                                   p[h + "attn.w_proj"], p[h + "attn.b_proj"],
-                                  n_head, rope, drop((B, n_head, T, T)))    # (B, T, C)
+                                  n_head, rope, drop((B, n_head, T, T)), causal)  # (B, T, C)
     a, c_d1 = dropout_forward(xp, a, drop((B, T, C)))                       # (B, T, C)
     x, c_r1 = residual_forward(xp, x, a)                                    # (B, T, C)
     m, c_ln2 = layernorm_forward(xp, x, p[h + "ln2.g"], p[h + "ln2.b"])      # (B, T, C)
@@ -80,6 +80,7 @@ class GPT(Model):
     """
     kind = "gpt"
     default_lr = 0.01
+    causal = True         # each position attends to itself and earlier ones (minirev/mlm.py: all)
 
     def __init__(self, vocab_size, layers=2, width=64, heads=4, pos="absolute", max_len=16,
                  dropout=0.1, entity_len=1, seed=0, tied=False, dtype=np.float32, backend="numpy"):
@@ -197,7 +198,7 @@ class GPT(Model):
         x, c_drop = dropout_forward(xp, x, drop((B, T, C)))                 # (B, T, C)
         c_blocks = []
         for l in range(self.n_layer):
-            x, c = block_forward(xp, x, params, f"h{l}.", H, rope, drop)    # (B, T, C)
+            x, c = block_forward(xp, x, params, f"h{l}.", H, rope, drop, self.causal)  # (B, T, C)
             c_blocks.append(c)
         return x, (c_tok, c_pos, c_drop, c_blocks)
 

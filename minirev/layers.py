@@ -290,9 +290,9 @@ def residual_backward(dout, cache):  # (B, T, C) -> dx, dfx (B, T, C)
 
 # --------------------------------------------------------------------------- causal self-attention
 
-def attention_forward(xp, x, w_qkv, b_qkv, w_proj, b_proj, n_head, rope=None, drop_mask=None):
+def attention_forward(xp, x, w_qkv, b_qkv, w_proj, b_proj, n_head, rope=None, drop_mask=None, causal=True):
     # (B, T, C), (C, 3C), (3C,), (C, C), (C,) -> (B, T, C)
-    """Causal multi-head self-attention, GPT-2 style, all heads at once.
+    """Multi-head self-attention, GPT-2 style, all heads at once; causal=False: every query sees every key.
 
     rope: (cos, sin) tables of shape (T, D) that rotate q and k (rotary
     positions), or None. drop_mask: (B, H, T, T) dropout mask for the attention
@@ -308,8 +308,8 @@ def attention_forward(xp, x, w_qkv, b_qkv, w_proj, b_proj, n_head, rope=None, dr
         q, c_rot = rotary_forward(xp, q, *rope)                 # (B, H, T, D)
         k, _ = rotary_forward(xp, k, *rope)                     # (B, H, T, D) same tables
     att = (q @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(D))       # (B, H, T, T) query t, key s
-    causal = xp.arange(T)[:, None] >= xp.arange(T)              # (T, T) True where s <= t
-    att = xp.where(causal, att, -1e9)                           # (B, H, T, T) no peeking ahead
+    if causal:                                                  # (T, T) mask: True where s <= t
+        att = xp.where(xp.arange(T)[:, None] >= xp.arange(T), att, -1e9)  # (B, H, T, T) no peeking ahead
     p, c_soft = softmax_forward(xp, att)                        # (B, H, T, T) attention weights
     pd, c_drop = dropout_forward(xp, p, drop_mask)              # (B, H, T, T)
     y = pd @ v                                                  # (B, H, T, D) weighted values
@@ -331,8 +331,8 @@ def attention_backward(dout, cache):
     dpd = dy @ v.swapaxes(-1, -2)                               # (B, H, T, T)
     dv = pd.swapaxes(-1, -2) @ dy                               # (B, H, T, D)
     dp = dropout_backward(dpd, c_drop)                          # (B, H, T, T)
-    # forward: p = softmax(att) over the keys. Masked entries have p = 0, so
-    # xp.where(causal, att, -1e9) passes them no gradient.
+    # forward: p = softmax(att) over the keys. Masked entries (causal) have p = 0, so
+    # xp.where(mask, att, -1e9) passes them no gradient; unmasked (causal=False): the same line.
     datt = softmax_backward(dp, c_soft)                         # (B, H, T, T)
     # forward: att = (q @ k.T) / sqrt(D)
     datt *= 1.0 / math.sqrt(D)

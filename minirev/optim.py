@@ -47,18 +47,34 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """theta <- theta - lr * grad: the update the paper's theorems are about."""
+    """theta <- theta - lr * (grad + weight_decay * theta): the update the paper's theorems are about.
+
+    weight_decay is the L2 penalty (weight_decay / 2) ||theta||^2 (PyTorch's SGD weight_decay):
+    each step shrinks theta by the factor 1 - lr * weight_decay, so that product must stay below 1.
+    """
     name = "sgd"
+
+    def __init__(self, lr, lrs=None, weight_decay=0.0):
+        super().__init__(lr, lrs)
+        if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0):
+            raise UsageError(f"weight decay must be a finite number >= 0, got {weight_decay!r}: try 0.01")
+        fastest = max([self.lr, *self.lrs.values()])
+        if fastest * weight_decay >= 1:
+            raise UsageError(f"sgd: lr x weight decay = {fastest * weight_decay:g} >= 1 would zero or flip the "
+                             f"weights at every step; use a weight decay below 1 / lr = {1 / fastest:g}")
+        self.weight_decay = float(weight_decay)
 
     def describe(self):
         others = "".join(f", {k} {v}" for k, v in self.lrs.items())
-        return f"sgd, lr {self.lr}{others}"
+        return f"sgd, lr {self.lr}{others}" + (f", weight decay {self.weight_decay}" if self.weight_decay else "")
 
     def step(self, params, grads):
         self.t += 1
         for name, p in params.items():
             lr = self.lr_for(name)
             if lr:
+                if self.weight_decay:
+                    p *= 1 - lr * self.weight_decay        # the penalty's gradient, weight_decay * theta
                 p -= lr * grads[name]
 
 

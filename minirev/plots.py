@@ -83,3 +83,26 @@ def plot_similarity(sim, path, title):
     ax.set(title=title, xlabel="token", ylabel="token")
     fig.colorbar(im, ax=ax)
     return _save(fig, path)
+
+
+def plot_cures(rows, path, title):
+    """One line per row: each seed's unseen NLL (dots), their mean and min-max (bar), and the row's two
+    yardsticks, log |V| (grey tick) and log(alphabet) (black tick)."""
+    fig, ax = plt.subplots(figsize=(11, 0.42 * len(rows) + 1.8))
+    for y, r in enumerate(rows):
+        vals = [run["val_nll"] for run in r["runs"]]
+        color = {"broken": "C2", "cursed": "C3"}.get(r["verdict"].split()[0], "C1")
+        ax.plot([min(vals), max(vals)], [y, y], color=color, lw=2, alpha=0.6)
+        ax.scatter(vals, [y] * len(vals), s=12, color=color, zorder=3)
+        ax.scatter([np.mean(vals)], [y], marker="D", s=40, facecolors="none", edgecolors="k", zorder=4)
+        for x, c in ((r["log_vocab"], "0.6"), (r["log_alphabet"], "k")):
+            ax.plot([x, x], [y - 0.35, y + 0.35], color=c, lw=1.5)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([f"{r['intervention']} ({r['model']})" for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")                            # an NLL is > 0; cured rows sit far below the yardsticks
+    ax.set(xlabel="unseen (held-out reverse) NLL in nats: seeds (dots; green broken, red cursed, orange other), "
+                  "mean (diamond)\nticks: log|V| (grey) and log(alphabet) (black), the row's two yardsticks",
+           title=title)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)

@@ -107,7 +107,7 @@ def print_report(result, runs, out=print):
         f"{'uniform in alphabet':<22} {'':>9} {log_a:>9.3f}   (log of the {math.exp(log_a):.0f} tokens an answer "
         "is drawn from)")
     ranks = [r["final"]["val_rank"] for r in result["runs"]]
-    size = round(math.exp(log_a / dataset.entity_len))
+    size = round(math.exp(log_a))
     say(out, f"rank of the right answer within its alphabet of {size} ({dataset.val_group}): "
              f"{spread(ranks, '.1f')}, chance {(size + 1) / 2:.1f}; ranked first "
              f"{spread([100 * r['final']['val_top1'] for r in result['runs']], '.0f', '%')}")
