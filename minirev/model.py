@@ -26,6 +26,35 @@ from .errors import UsageError
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
+class FlatParams(dict):
+    """Named arrays that are views into ONE flat buffer, ``self.flat`` (1-d, in dict order).
+
+    Still a plain dict ``{name: array}`` to every reader; the optimiser may update
+    ``self.flat`` in a few whole-buffer calls instead of a loop over the tensors
+    (minirev/optim.py). ``params[name] = array`` copies the numbers INTO the existing
+    view, so the buffer stays whole.
+    """
+
+    def __init__(self, arrays, xp, dtype):
+        sizes = [int(np.prod(a.shape)) for a in arrays.values()]
+        self.xp = xp
+        self.flat = xp.zeros(sum(sizes), dtype=dtype)               # (total,)
+        start = 0
+        for (name, a), size in zip(arrays.items(), sizes):
+            dict.__setitem__(self, name, self.flat[start:start + size].reshape(a.shape))   # a view
+            start += size
+        for name, a in arrays.items():
+            self[name] = to_backend(xp, a, dtype)
+
+    def __setitem__(self, name, value):
+        if name not in self or tuple(value.shape) != tuple(self[name].shape):
+            raise UsageError(f"parameter {name!r} of shape {tuple(value.shape)} does not fit the model "
+                             f"(its parameters: {', '.join(self)}); build a new model for new shapes")
+        self[name][...] = value
+
+
+
+
 class Model:
     kind = "model"        # the name used on the command line
     n_target = 1          # how many final tokens of a sentence are scored
@@ -43,7 +72,7 @@ class Model:
         self.dtype = np.dtype(dtype)
         self.vocab_size = int(vocab_size)
         self.config = dict(config or {})
-        self.params = {k: to_backend(self.xp, v, self.dtype) for k, v in host_params.items()}
+        self.params = host_params
 
     # ---- to be written by each model -------------------------------------------------
     def forward(self, params, tokens, xp, rng=None):        # -> (loss, cache)
@@ -93,11 +122,29 @@ class Model:
                              f"is outside the vocabulary 0..{self.vocab_size - 1}; build the model with a larger vocabulary")
         return tokens
 
+    # ---- parameters and gradients: each a FlatParams, one flat buffer of views ---------------
+    @property
+    def params(self):
+        return self._params
+
+    @params.setter
+    def params(self, arrays):  # {name: array} -> copied into a new flat buffer, and a gradient buffer like it
+        self._params = FlatParams(arrays, self.xp, self.dtype)
+        self._grads = FlatParams({k: self.xp.zeros(v.shape, self.dtype) for k, v in self._params.items()},
+                                 self.xp, self.dtype)
+
     def loss_and_grads(self, tokens, rng=None):
-        """Mean cross-entropy of the answer tokens, and its gradient for every parameter."""
+        """Mean cross-entropy of the answer tokens, and its gradient for every parameter.
+
+        The gradients are written into the model's gradient buffer (a FlatParams, so the
+        optimiser can update all parameters in a few calls) and overwritten by the next
+        call: copy them (``{k: g.copy() ...}``) to keep them.
+        """
         tokens = self.check_tokens(tokens)
         loss, cache = self.forward(self.params, to_backend(self.xp, tokens), self.xp, rng)
-        return float(loss), self.backward(cache)
+        for name, g in self.backward(cache).items():
+            self._grads[name] = g
+        return float(loss), self._grads
 
     def loss(self, tokens):
         loss, _ = self.forward(self.params, to_backend(self.xp, self.check_tokens(tokens)), self.xp)
@@ -113,8 +160,7 @@ class Model:
         twin.xp = get_xp(backend or self.backend)
         twin.backend = backend or self.backend
         twin.dtype = np.dtype(dtype or self.dtype)
-        # xp.array (not asarray) so the twin never shares memory with the original
-        twin.params = {k: twin.xp.array(to_numpy(v), dtype=twin.dtype) for k, v in self.params.items()}
+        twin.params = self.host_params()            # a new flat buffer: never shares memory with the original
         twin._moved()
         return twin
 
