@@ -10,5 +10,7 @@ setup(
     packages=find_packages(include=["minirev", "minirev.*"]),
     python_requires=">=3.9",
     install_requires=["numpy>=1.22", "autograd>=1.5", "matplotlib>=3.5"],
-    extras_require={"test": ["pytest>=7"], "gpu": ["cupy"]},
+    extras_require={"test": ["pytest>=7", "dask[distributed]"],     # the Dask test runs in CI too
+                    "cluster": ["dask[distributed]"],               # --scheduler: seeds on a Dask cluster
+                    "gpu": ["cupy"]},
 )

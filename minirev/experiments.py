@@ -20,6 +20,7 @@ from .config import RunConfig
 from .data import chain_data, incontext_data, reversal_data
 from .errors import UsageError
 from .model import Model
+from .parallel import run_all
 from .report import progress, say
 from .trace import Trace
 from .train import Trainer
@@ -81,10 +82,52 @@ def _mean_history(histories):
              for k in keys} for i in range(n)]
 
 
+def train_seed(job, report):
+    """Train one seed: job = (cfg, seed, first?, the trace's out). The unit of work of minirev/parallel.py.
+
+    report(message) carries ("say", lines) and ("eval", seed, epoch, record) to the
+    parent's display. Ctrl-C ends the training loop cleanly: the run keeps the
+    epochs completed so far and says it was interrupted.
+    """
+    cfg, s, first, trace_out = job
+    dataset = make_dataset(cfg, s)
+    model = make_model(cfg, dataset, s)
+    optimizer = make_optimizer(cfg)
+    if first:
+        report(("say", [dataset.summary(), f"model: {model.describe()}",
+                        f"optimizer: {optimizer.name}, lr {cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epochs"]))
+    experiment = "reversal" if cfg.experiment == "embeddings" else cfg.experiment
+    trace = make_trace(model, dataset, optimizer, cfg.trace, trace_out) if cfg.trace and first \
+        and experiment == "reversal" else None
+    trainer = Trainer(model, optimizer, dataset, batch_size=cfg.batch_size, seed=s,
+                      eval_every=cfg.eval_every, trace=trace)
+    if cfg.resume:
+        load_run(cfg.resume, trainer, cfg)
+        report(("say", [f"resumed from {cfg.resume} at epoch {trainer.epoch}"]))
+    save_to = cfg.save or cfg.resume
+
+    def on_eval(trainer, record):
+        report(("eval", s, trainer.epoch, record))
+        if save_to and cfg.save_every and trainer.epoch % cfg.save_every == 0:
+            save_run(save_to, trainer, cfg)
+    interrupted = False
+    try:
+        trainer.run(cfg.epochs, on_eval=on_eval)
+    except KeyboardInterrupt:
+        interrupted = True
+    if save_to:
+        save_run(save_to, trainer, cfg)
+    report(("done", s, trainer.epoch))
+    return dict(seed=s, model=model, dataset=dataset, trainer=trainer, trace=trace, interrupted=interrupted)
+
+
 def run_experiment(cfg, out=print):
     """Train cfg.seeds models on cfg.experiment's data; return results (JSON-ready) and the runs.
 
-    Ctrl-C stops training cleanly: the results cover the epochs completed so far.
+    The seeds run side by side in cfg.jobs processes (default: one per core), or on
+    the Dask cluster at cfg.scheduler; the results are bit-identical to one after the
+    other. A trace runs in this process. Ctrl-C stops training cleanly: the results
+    cover the epochs completed so far.
     """
     if not isinstance(cfg, RunConfig):
         raise UsageError(f"run_experiment takes a RunConfig, got {type(cfg).__name__}: "
@@ -92,40 +135,15 @@ def run_experiment(cfg, out=print):
     cfg = cfg.resolved()
     experiment = "reversal" if cfg.experiment == "embeddings" else cfg.experiment
     seeds = [cfg.seed + i for i in range(cfg.seeds)]
-    on_eval, seed_done = progress(out, cfg.epochs, len(seeds))
-    runs, interrupted = [], False
+    display = progress(out, cfg.epochs, seeds)
     start = time.perf_counter()
-    for s in seeds:
-        dataset = make_dataset(cfg, s)
-        model = make_model(cfg, dataset, s)
-        optimizer = make_optimizer(cfg)
-        if s == seeds[0]:
-            say(out, dataset.summary(), f"model: {model.describe()}",
-                f"optimizer: {optimizer.name}, lr {cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epochs")
-        trace = make_trace(model, dataset, optimizer, cfg.trace, out) if cfg.trace and s == seeds[0] \
-            and experiment == "reversal" else None
-        trainer = Trainer(model, optimizer, dataset, batch_size=cfg.batch_size, seed=s,
-                          eval_every=cfg.eval_every, trace=trace)
-        if cfg.resume:
-            load_run(cfg.resume, trainer, cfg)
-            say(out, f"resumed from {cfg.resume} at epoch {trainer.epoch}")
-        save_to = cfg.save or cfg.resume
-
-        def on_eval_and_save(trainer, record):
-            on_eval(trainer, record)
-            if save_to and cfg.save_every and trainer.epoch % cfg.save_every == 0:
-                save_run(save_to, trainer, cfg)
-        try:
-            trainer.run(cfg.epochs, on_eval=on_eval_and_save)
-        except KeyboardInterrupt:
-            interrupted = True
-            say(out, f"\ninterrupted at epoch {trainer.epoch}: reporting the epochs completed so far")
-        if save_to:
-            save_run(save_to, trainer, cfg)
-        seed_done(trainer.epoch)
-        runs.append(dict(seed=s, model=model, dataset=dataset, trainer=trainer, trace=trace))
-        if interrupted:
-            break
+    jobs = 1 if cfg.trace else cfg.jobs            # a trace prints every step here, in order
+    runs = run_all(train_seed, [(cfg, s, s == seeds[0], out if cfg.trace else None) for s in seeds], jobs=jobs,
+                   scheduler=cfg.scheduler, on_message=display, stop_when=lambda run: run["interrupted"])
+    interrupted = any(r["interrupted"] for r in runs)
+    if interrupted:
+        say(out, f"\ninterrupted at epoch {min(r['trainer'].epoch for r in runs)}: "
+                 "reporting the epochs completed so far")
     finals = [r["trainer"].history[-1] for r in runs]
     dataset = runs[0]["dataset"]
     final = {k: float(np.mean([f[k] for f in finals])) for k in finals[0] if k not in ("epoch", "step")}

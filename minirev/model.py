@@ -46,6 +46,9 @@ class FlatParams(dict):
         for name, a in arrays.items():
             self[name] = to_backend(xp, a, dtype)
 
+    def __reduce__(self):  # pickled as its named arrays (the module xp cannot be); one buffer again on load
+        return (_rebuild_flat, (dict(self), self.xp.__name__, self.flat.dtype))
+
     def __setitem__(self, name, value):
         if name not in self or tuple(value.shape) != tuple(self[name].shape):
             raise UsageError(f"parameter {name!r} of shape {tuple(value.shape)} does not fit the model "
@@ -53,6 +56,10 @@ class FlatParams(dict):
         self[name][...] = value
 
 
+
+
+def _rebuild_flat(arrays, backend, dtype):
+    return FlatParams(arrays, get_xp(backend), dtype)
 
 
 class Model:
@@ -152,6 +159,13 @@ class Model:
 
     def host_params(self):
         return {k: to_numpy(v) for k, v in self.params.items()}
+
+    def __getstate__(self):  # for another process: the array module travels as its name
+        return {k: v for k, v in self.__dict__.items() if k != "xp"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.xp = get_xp(self.backend)
 
     def copy(self, dtype=None, backend=None):
         """The same model (same numbers) in another dtype or on another backend."""
