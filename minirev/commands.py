@@ -22,7 +22,8 @@ from .report import print_bilinear_table, print_report
 
 def experiment(cfg, out, json_path, paper=False, command=None):
     """reversal, chain, incontext or embeddings (= reversal, then the embeddings' similarity)."""
-    get_xp(cfg.backend)
+    if not cfg.scheduler:               # on a cluster, the workers need the backend, not this machine
+        get_xp(cfg.backend)
     cfg = cfg.resolved()
     out_dir, json_path = check_out_dir(out), check_json_path(json_path)
     if cfg.save:
@@ -30,7 +31,8 @@ def experiment(cfg, out, json_path, paper=False, command=None):
     if paper:
         print(f"--paper: the paper's full configuration (24 layers, width 768, 12 heads, dropout 0.1, "
               f"{cfg.epochs} epochs); a GPU (--backend cupy) is advised.")
-        estimate_paper_time(cfg)
+        if not cfg.scheduler:
+            estimate_paper_time(cfg)
     result, runs = run_experiment(cfg)
     print_report(result, runs)
     if cfg.experiment == "chain":

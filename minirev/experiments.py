@@ -117,6 +117,9 @@ def train_seed(job, report):
         interrupted = True
     if save_to:
         save_run(save_to, trainer, cfg)
+    if cfg.scheduler and cfg.backend != "numpy":   # the run goes back to a machine that may have no GPU
+        trainer.model = model = model.copy(backend="numpy")
+        optimizer.load_state_dict(optimizer.state_dict(), np)
     report(("done", s, trainer.epoch))
     return dict(seed=s, model=model, dataset=dataset, trainer=trainer, trace=trace, interrupted=interrupted)
 

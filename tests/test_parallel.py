@@ -82,3 +82,22 @@ def test_scheduler_refuses_what_only_works_here():
     with pytest.raises(UsageError, match="--jobs must be a whole number >= 1"):
         SWEEP.replace(jobs=0).validate()
     assert SWEEP.resolved().jobs == cores(), "the default: one process per core"
+
+
+def test_a_gpu_run_on_a_cluster_comes_back_on_the_host(monkeypatch):
+    """--backend cupy --scheduler: the workers train on their GPUs (here the CPU stand-in, tests/fake_xp.py)
+    and the runs come back as NumPy models, so the machine that asked needs no GPU."""
+    distributed = pytest.importorskip("distributed")
+    import minirev.backend
+    from fake_xp import fake_cupy
+    real = minirev.backend.get_xp
+    for module in ("minirev.backend", "minirev.model"):
+        monkeypatch.setattr(f"{module}.get_xp", lambda backend="numpy": fake_cupy if backend == "cupy" else real(backend))
+    cfg = SWEEP.replace(backend="cupy", epochs=1)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
+                                  silence_logs=50) as cluster:
+        result, runs = run_experiment(cfg.replace(scheduler=cluster.scheduler_address), out=None)
+    here = run_experiment(cfg.replace(jobs=1), out=None)
+    assert all(r["model"].backend == "numpy" and isinstance(r["model"].params.flat, np.ndarray) for r in runs)
+    assert all(r["trainer"].model is r["model"] for r in runs)
+    assert result["history"] == here[0]["history"], "the stand-in on the workers computes what it computes here"
