@@ -3,6 +3,7 @@
     python benchmarks/bench.py [--backend numpy|cupy] [--threads 1 2] [--repeat 3] [--quick] [--skip-demo]
     python benchmarks/bench.py --only gpt-6L-w256 --impls minirev floor --code /tmp/old /tmp/new --repeat 5
     python benchmarks/bench.py --profile gpt-24L-w20      # where a minirev step spends its time
+    python benchmarks/bench.py --effects gpt-6L-w256 --code /tmp/old --steps 50   # each speed-up, A/B
 
 For each workload and each --threads count, the median milliseconds of one
 training step (forward, backward and optimiser update) and the peak memory, for
@@ -369,6 +370,9 @@ def main(argv=None):
     p.add_argument("--code", nargs="+", metavar="DIR",
                    help="also time minirev from these checkouts (labelled by folder name), interleaved")
     p.add_argument("--profile", choices=list(WORKLOADS), help="cProfile minirev's step on one workload, then exit")
+    p.add_argument("--effects", choices=list(GPT_SIZES),
+                   help="time each speed-up before/after, alternately in one process (robust to load), then exit; "
+                        "with --code DIR also whole steps of DIR's minirev against this one's")
     p.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -376,6 +380,8 @@ def main(argv=None):
         return worker(impl, name, int(steps), int(warmup), backend)
     if args.profile:
         return profile(args.profile, args.backend, args.steps or 20)
+    if args.effects:
+        return effects(args.effects, args.steps or 50, (args.code or [None])[0])
 
     names = args.only or list(WORKLOADS)
     impls = [i for i in args.impls if i != "torch" or not torch_version().startswith("torch not")]
@@ -482,6 +488,97 @@ def print_targets(results, demo):
         print("\ntargets:")
         for what, ok, value in lines:
             print(f"  {'met   ' if ok else 'MISSED'}  {what:<48} {value}")
+
+
+def load_minirev(code, alias):
+    """The minirev package of another checkout, imported under another name (one process holds both)."""
+    import importlib.util
+    folder = os.path.join(os.path.abspath(code), "minirev")
+    spec = importlib.util.spec_from_file_location(alias, os.path.join(folder, "__init__.py"),
+                                                  submodule_search_locations=[folder])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[alias] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def gpt_step(pkg, name):
+    """One float32 training step of a GPT workload with package `pkg` (minirev or another checkout's)."""
+    import numpy as np
+    layers, width, heads = GPT_SIZES[name]
+    data = pkg.reversal_data(800)
+    model = pkg.GPT(data.vocab_size, layers=layers, width=width, heads=heads, pos="absolute",
+                    max_len=data.train.shape[1], dropout=0.0, entity_len=1, seed=0)
+    opt = pkg.AdamW(lr=0.01, weight_decay=0.01)
+    batch = data.train[np.random.default_rng(0).permutation(len(data.train))[:GPT_BATCH]]
+    return lambda: opt.step(model.params, model.loss_and_grads(batch)[1])
+
+
+def paired(rounds, cases):
+    """Time each case's (before, after) alternately, `rounds` times; print medians and the median ratio."""
+    for label, (before, after) in cases.items():
+        for f in (before, after):
+            f()                                                       # warm-up
+        tb, ta = [], []
+        for _ in range(rounds):
+            for f, times in ((before, tb), (after, ta)):
+                t0 = time.perf_counter()
+                f()
+                times.append(time.perf_counter() - t0)
+        ratios = sorted(b / a for b, a in zip(tb, ta))
+        print(f"  {label:<40} {1e3 * statistics.median(tb):9.3f} ms -> {1e3 * statistics.median(ta):9.3f} ms"
+              f"   before/after {statistics.median(ratios):5.2f} (middle half {ratios[len(ratios) // 4]:.2f}"
+              f"..{ratios[3 * len(ratios) // 4]:.2f})")
+
+
+def effects(name, rounds, code):
+    """The effect of each speed-up at one workload's shapes, before and after timed alternately in ONE
+    process, so that both see the same load; then whole steps of --code's minirev against this one's."""
+    import numpy as np
+    import minirev
+    import minirev.optim
+    from minirev import fast_layers, layers
+    layers_n, C, H = GPT_SIZES[name]
+    rng = np.random.default_rng(0)
+
+    def f32(*shape, scale=1.0):
+        return (scale * rng.standard_normal(shape)).astype(np.float32)
+    B, T = GPT_BATCH, 3                                               # the reversal data's sentences: 3 tokens
+    x, g, b, h = f32(B, T, C), f32(C), f32(C), f32(B, T, 4 * C)
+    w_fc, b_fc = f32(C, 4 * C, scale=0.02), f32(4 * C)
+    attn = (x, f32(C, 3 * C, scale=0.02), f32(3 * C), f32(C, C, scale=0.02), f32(C), H)
+    ln_cache = layers.layernorm_forward(np, x, g, b)[1]
+    model = minirev.GPT(802, layers=layers_n, width=C, heads=H, max_len=T, dropout=0.0)
+    _, grads = model.loss_and_grads(rng.integers(0, 802, (B, T)))
+    plain = ({k: v.copy() for k, v in model.params.items()}, {k: v.copy() for k, v in grads.items()})
+    loop = minirev.AdamW()
+
+    def flat_step(chunk):
+        flat = minirev.AdamW()                                        # its scratch is sized by its first step
+
+        def step():
+            minirev.optim.CHUNK = chunk
+            flat.step(model.params, grads)
+        return step
+    print(f"\n{name}: each speed-up, before -> after, {rounds} alternating rounds in one process "
+          f"(load average {os.getloadavg()[0]:.1f})")
+    paired(rounds, {
+        "AdamW: loop over tensors -> flat, chunked": (lambda: loop.step(*plain), flat_step(1 << 16)),
+        "AdamW flat: whole buffer -> 64K chunks": (flat_step(1 << 40), flat_step(1 << 16)),
+        "LayerNorm forward (B, T, C)": (lambda: layers.layernorm_forward(np, x, g, b),
+                                        lambda: fast_layers.layernorm_forward(np, x, g, b)),
+        "LayerNorm backward (B, T, C)": (lambda: layers.layernorm_backward(x, ln_cache),
+                                         lambda: fast_layers.layernorm_backward(x, ln_cache)),
+        "linear forward (B, T, C) -> 4C": (lambda: layers.linear_forward(np, x, w_fc, b_fc),
+                                           lambda: fast_layers.linear_forward(np, x, w_fc, b_fc)),
+        "GELU forward (B, T, 4C)": (lambda: layers.gelu_forward(np, h), lambda: fast_layers.gelu_forward(np, h)),
+        "attention forward (B, T, C)": (lambda: layers.attention_forward(np, *attn),
+                                        lambda: fast_layers.attention_forward(np, *attn)),
+    })
+    if code:
+        print(f"whole training steps: minirev from {code} -> this checkout's")
+        paired(rounds, {name: (gpt_step(load_minirev(code, "minirev_before"), name), gpt_step(minirev, name))})
+    return 0
 
 
 def profile(name, backend, steps):
