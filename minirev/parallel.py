@@ -31,6 +31,8 @@ import os
 import threading
 from contextlib import contextmanager
 
+import numpy as np
+
 from .errors import UsageError
 
 BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -71,6 +73,12 @@ def dask_client(scheduler):
     except (OSError, TimeoutError) as e:
         raise UsageError(f"--scheduler {scheduler}: no Dask scheduler answered ({type(e).__name__}); start one "
                          "with 'dask scheduler' and give its address, e.g. tcp://10.0.0.1:8786") from None
+
+
+def call(fn, item, report, errstate):
+    """fn(item, report) in a worker, under this process's NumPy error settings (np.errstate)."""
+    with np.errstate(**errstate):
+        return fn(item, report)
 
 
 class QueueReport:
@@ -138,7 +146,7 @@ def run_all(fn, items, jobs=1, scheduler=None, on_message=None, stop_when=None):
     try:
         # a spawn pool starts its workers as work is submitted, so they start inside blas_environment
         with executor, blas_environment(blas_threads(jobs)):
-            futures = [executor.submit(fn, item, report) for item in items]
+            futures = [executor.submit(call, fn, item, report, np.geterr()) for item in items]
             results = []
             for future in futures:
                 try:
