@@ -85,8 +85,8 @@ def _mean_history(histories):
 def train_seed(job, report):
     """Train one seed: job = (cfg, seed, first?, the trace's out). The unit of work of minirev/parallel.py.
 
-    report(message) carries ("say", lines) and ("eval", seed, epoch, record) to the
-    parent's display. Ctrl-C ends the training loop cleanly: the run keeps the
+    report(message) carries ("say", lines), ("eval", seed, epoch, record) and
+    ("done", seed, epochs) to the parent's display (report.progress). Ctrl-C ends the training loop cleanly: the run keeps the
     epochs completed so far and says it was interrupted.
     """
     cfg, s, first, trace_out = job

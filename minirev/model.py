@@ -56,8 +56,6 @@ class FlatParams(dict):
         self[name][...] = value
 
 
-
-
 def _rebuild_flat(arrays, backend, dtype):
     return FlatParams(arrays, get_xp(backend), dtype)
 

@@ -63,11 +63,14 @@ class SGD(Optimizer):
     def step(self, params, grads):
         self.t += 1
         flat = flat_pair(params, grads, self.lrs)
-        # one update of the whole flat buffer, or one per tensor; the same arithmetic either way
-        for name, p, g in [("all", *flat)] if flat else ((k, p, grads[k]) for k, p in params.items()):
+        if flat:                                     # the whole flat buffer at once: the same arithmetic
+            p, g = flat
+            p -= self.lr * g
+            return
+        for name, p in params.items():
             lr = self.lr_for(name)
             if lr:
-                p -= lr * g
+                p -= lr * grads[name]
 
 
 class AdamW(Optimizer):
