@@ -29,7 +29,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
@@ -139,13 +139,15 @@ def run_all(fn, items, jobs=1, scheduler=None, on_message=None, stop_when=None):
         spawn = multiprocessing.get_context("spawn")         # a fresh interpreter: NumPy imported after the
         manager = spawn.Manager()                            # thread variables are set (fork would inherit it)
         queue = manager.Queue()
-        executor = concurrent.futures.ProcessPoolExecutor(min(jobs, len(items)), mp_context=spawn)
+        jobs = min(jobs, len(items))
+        executor = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=spawn)
         report = QueueReport(queue)
     listener = threading.Thread(target=drain, args=(queue, on_message), daemon=True)
     listener.start()
     try:
         # a spawn pool starts its workers as work is submitted, so they start inside blas_environment
-        with executor, blas_environment(blas_threads(jobs)):
+        # (on a Dask cluster each worker has its own settings: nothing here reaches it)
+        with executor, blas_environment(blas_threads(jobs)) if scheduler is None else nullcontext():
             futures = [executor.submit(call, fn, item, report, np.geterr()) for item in items]
             results = []
             for future in futures:
