@@ -10,6 +10,8 @@ setup(
     packages=find_packages(include=["minirev", "minirev.*"]),
     python_requires=">=3.9",
     install_requires=["numpy>=1.22", "autograd>=1.5", "matplotlib>=3.5"],
-    extras_require={"test": ["pytest>=7", "jupytext", "nbclient", "ipykernel", "nbformat"],
-                    "lessons": ["jupytext", "nbclient", "ipykernel", "nbformat"], "gpu": ["cupy"]},
+    extras_require={"test": ["pytest>=7", "jupytext", "nbclient", "ipykernel", "nbformat", "dask[distributed]"],
+                    "lessons": ["jupytext", "nbclient", "ipykernel", "nbformat"],   # the lessons as notebooks
+                    "cluster": ["dask[distributed]"],               # --scheduler: seeds on a Dask cluster
+                    "gpu": ["cupy"]},
 )

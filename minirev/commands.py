@@ -27,7 +27,8 @@ from .train import Interrupts
 
 def experiment(cfg, out, json_path, paper=False, command=None):
     """reversal, chain, incontext or embeddings (= reversal, then the embeddings' similarity)."""
-    get_xp(cfg.backend)
+    if not cfg.scheduler:               # on a cluster, the workers need the backend, not this machine
+        get_xp(cfg.backend)
     cfg = cfg.resolved()
     out_dir, json_path = check_out_dir(out), check_json_path(json_path)
     for folder in (cfg.save, cfg.resume):
@@ -39,7 +40,8 @@ def experiment(cfg, out, json_path, paper=False, command=None):
     if paper:
         print(f"--paper: the paper's full configuration (24 layers, width 768, 12 heads, dropout 0.1, "
               f"{cfg.epochs} epochs); a GPU (--backend cupy) is advised.")
-        estimate_paper_time(cfg)
+        if not cfg.scheduler:
+            estimate_paper_time(cfg)
     result, runs = run_experiment(cfg)
     # a Ctrl-C now would only lose the run's results: they are written first, all of them or none
     with Interrupts(), staged_writes():

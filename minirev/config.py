@@ -15,6 +15,7 @@ from typing import Optional
 
 from .backend import BACKENDS
 from .errors import UsageError
+from .parallel import cores
 
 EXPERIMENTS = ("reversal", "chain", "incontext")
 POS = ("none", "absolute", "rotary")
@@ -73,6 +74,11 @@ class RunConfig:
                                  identity=False, metavar="DIR")
     save_every: Optional[int] = option(None, "with --save: also every N epochs", identity=False, minimum=1,
                                        metavar="N")
+    jobs: Optional[int] = option(None, "run the seeds in N processes side by side (default: one per core); "
+                                       "results are identical to one after the other", identity=False, minimum=1,
+                                 metavar="N")
+    scheduler: Optional[str] = option(None, "run the seeds on the Dask cluster at ADDRESS (e.g. tcp://10.0.0.1:8786; "
+                                            'needs pip install -e ".[cluster]")', identity=False, metavar="ADDRESS")
     resume: Optional[str] = option(None, "continue the run saved in DIR (same options; --epochs may grow); "
                                          "saves back to DIR", identity=False, metavar="DIR")
     overwrite: bool = option(False, "with --save: replace the checkpoint of another run in DIR", identity=False)
@@ -81,7 +87,7 @@ class RunConfig:
     def resolved(self):
         """A validated copy with the defaults that depend on other fields filled in (epochs, lr)."""
         cfg = self.validate()
-        return cfg.replace(epochs=cfg.epochs or DEFAULT_EPOCHS[cfg.experiment],
+        return cfg.replace(epochs=cfg.epochs or DEFAULT_EPOCHS[cfg.experiment], jobs=cfg.jobs or cores(),
                            lr=cfg.lr if cfg.lr is not None else model_registry()[cfg.model].default_lr)
 
     def validate(self):
@@ -111,6 +117,8 @@ class RunConfig:
             raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
         if (self.save or self.resume) and self.seeds > 1:
             raise UsageError("--save and --resume keep one run: use them with --seeds 1")
+        if self.scheduler and (self.save or self.resume or self.trace):
+            raise UsageError("--save, --resume and --trace work in this process: use them without --scheduler")
         return self
 
     # ---- JSON ---------------------------------------------------------------------------------

@@ -15,9 +15,6 @@ of learning their training sentences). The one-layer models train with
 full-batch gradient descent, as in their theory.
 """
 import math
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +26,7 @@ from .errors import RunError, UsageError
 from .experiments import alphabet_rank, make_dataset, make_model, make_optimizer
 from .one_layer import OneLayer
 from .optim import SGD
+from .parallel import run_all
 from .report import say, verdict
 from .train import Trainer
 
@@ -139,23 +137,13 @@ def run_task(task):
 
 
 def run_tasks(tasks, jobs=1):
-    """run_task over every task, in `jobs` spawned worker processes (serially for 1); results in task order.
+    """run_task over every task, on `jobs` processes (minirev/parallel.py: each with cores // jobs BLAS
+    threads, so two workers on two cores, not four threads); results in task order, the same bits."""
+    return run_all(_run_task, tasks, jobs=jobs)
 
-    Each worker does its own matrix products on one BLAS thread: two workers on two cores, not four threads.
-    """
-    if jobs <= 1 or len(tasks) <= 1:
-        return [run_task(t) for t in tasks]
-    saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    os.environ.update({k: "1" for k in saved})            # inherited by the spawned workers
-    try:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return list(pool.map(run_task, tasks))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k)
-            else:
-                os.environ[k] = v
+
+def _run_task(task, report):  # the unit of work of run_all, which hands every unit a report channel
+    return run_task(task)
 
 
 # --------------------------------------------------------------------------- the table

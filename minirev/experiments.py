@@ -22,6 +22,7 @@ from .data import chain_data, incontext_data, reversal_data
 from .errors import UsageError
 from .limits import check_run_memory, check_seed
 from .model import Model
+from .parallel import run_all
 from .report import progress, say
 from .trace import Trace
 from .train import Interrupts, Trainer
@@ -115,12 +116,64 @@ def _mean_history(histories):
              for k in keys} for i in range(n)]
 
 
+def train_seed(job, report):
+    """Train one seed: job = (cfg, seed, first?, the trace's out). The unit of work of minirev/parallel.py.
+
+    report(message) carries ("say", lines), ("eval", seed, epoch, record) and ("done", seed,
+    epochs) to the parent's display (report.progress). Ctrl-C stops training cleanly between
+    two steps: the run keeps the steps done so far, and a checkpoint (--save) holds the exact
+    position, so --resume continues bit for bit.
+    """
+    cfg, s, first, trace_out = job
+    dataset = make_dataset(cfg, s)
+    model = make_model(cfg, dataset, s)
+    optimizer = make_optimizer(cfg)
+    if first:
+        report(("say", [dataset.summary(), f"model: {model.describe()}",
+                        f"optimizer: {optimizer.describe()}; batch {'all' if cfg.full_batch else cfg.batch_size}, "
+                        f"{cfg.epochs} epochs; loss on the answer tokens only"]))
+    experiment = "reversal" if cfg.experiment == "embeddings" else cfg.experiment
+    trace = make_trace(model, dataset, optimizer, cfg.trace, trace_out) if cfg.trace and first \
+        and experiment == "reversal" else None
+    trainer = Trainer(model, optimizer, dataset, seed=s, eval_every=cfg.eval_every, trace=trace,
+                      batch_size=None if cfg.full_batch else cfg.batch_size)
+    save_to = cfg.save or cfg.resume
+    interrupted = False
+    with Interrupts() as ctrl_c, (RunFolder(save_to) if save_to else contextlib.nullcontext()) as folder:
+        if cfg.resume:
+            load_run(cfg.resume, trainer, cfg)
+            report(("say", [f"resumed from {cfg.resume} at epoch {trainer.epoch}"
+                            + (f", step {trainer.batch} of epoch {trainer.epoch + 1}" if trainer.batch else "")]))
+
+        def save_every(trainer):
+            if folder and cfg.save_every and trainer.epoch % cfg.save_every == 0:
+                folder.save(trainer, cfg)
+        try:
+            trainer.run(cfg.epochs, on_eval=lambda t, record: report(("eval", s, t.epoch, record)),
+                        on_epoch=save_every, stop=lambda: ctrl_c.requested)
+        except KeyboardInterrupt:
+            interrupted = True
+        if trace is not None:
+            trace.finish()
+        if folder:
+            folder.save(trainer, cfg)
+    if cfg.scheduler and cfg.backend != "numpy":   # the run goes back to a machine that may have no GPU
+        trainer.model = model = model.copy(backend="numpy")
+        optimizer.load_state_dict(optimizer.state_dict(), np)
+    report(("done", s, trainer.epoch))
+    return dict(seed=s, model=model, dataset=dataset, trainer=trainer, trace=trace, interrupted=interrupted,
+                stop=ctrl_c.requested)
+
+
 def run_experiment(cfg, out=print):
     """Train cfg.seeds models on cfg.experiment's data; return results (JSON-ready) and the runs.
 
     Ctrl-C stops training cleanly between two steps: the results cover the steps done so
     far, and a checkpoint (--save) holds the exact position, so --resume continues bit for bit.
-    The results are the same bytes in every process; timing and paths sit apart, in result["run"].
+    The seeds run side by side in cfg.jobs processes (default: one per core), or on the Dask
+    cluster at cfg.scheduler; the results are bit-identical to one after the other. A trace
+    and a checkpoint run in this process. The results are the same bytes in every process;
+    timing and paths sit apart, in result["run"].
     """
     if not isinstance(cfg, RunConfig):
         raise UsageError(f"run_experiment takes a RunConfig, got {type(cfg).__name__}: "
@@ -129,46 +182,17 @@ def run_experiment(cfg, out=print):
     check_run(cfg)
     experiment = "reversal" if cfg.experiment == "embeddings" else cfg.experiment
     seeds = [cfg.seed + i for i in range(cfg.seeds)]
-    on_eval, seed_done = progress(out, cfg.epochs, len(seeds))
-    runs, interrupted = [], False
+    display = progress(out, cfg.epochs, seeds)
     start = time.perf_counter()
-    save_to = cfg.save or cfg.resume
-    with Interrupts() as ctrl_c, (RunFolder(save_to) if save_to else contextlib.nullcontext()) as folder:
-        for s in seeds:
-            dataset = make_dataset(cfg, s)
-            model = make_model(cfg, dataset, s)
-            optimizer = make_optimizer(cfg)
-            if s == seeds[0]:
-                say(out, dataset.summary(), f"model: {model.describe()}",
-                    f"optimizer: {optimizer.describe()}; batch {'all' if cfg.full_batch else cfg.batch_size}, "
-                    f"{cfg.epochs} epochs; loss on the answer tokens only")
-            trace = make_trace(model, dataset, optimizer, cfg.trace, out) if cfg.trace and s == seeds[0] \
-                and experiment == "reversal" else None
-            trainer = Trainer(model, optimizer, dataset, seed=s, eval_every=cfg.eval_every, trace=trace,
-                              batch_size=None if cfg.full_batch else cfg.batch_size)
-            if cfg.resume:
-                load_run(cfg.resume, trainer, cfg)
-                say(out, f"resumed from {cfg.resume} at epoch {trainer.epoch}"
-                    + (f", step {trainer.batch} of epoch {trainer.epoch + 1}" if trainer.batch else ""))
-
-            def save_every(trainer):
-                if folder and cfg.save_every and trainer.epoch % cfg.save_every == 0:
-                    folder.save(trainer, cfg)
-            try:
-                trainer.run(cfg.epochs, on_eval=on_eval, on_epoch=save_every, stop=lambda: ctrl_c.requested)
-            except KeyboardInterrupt:
-                interrupted = True
-                say(out, f"\ninterrupted at epoch {trainer.epoch}" + (f", step {trainer.batch} of epoch "
-                    f"{trainer.epoch + 1}" if trainer.batch else "") + ": reporting the epochs completed so far")
-            if trace is not None:
-                trace.finish()
-            if folder:
-                folder.save(trainer, cfg)
-            seed_done(trainer.epoch)
-            runs.append(dict(seed=s, model=model, dataset=dataset, trainer=trainer, trace=trace))
-            if interrupted or ctrl_c.requested:      # Ctrl-C during the last save of the last seed lost nothing
-                interrupted = interrupted or s != seeds[-1]
-                break
+    jobs = 1 if cfg.trace or cfg.save or cfg.resume else cfg.jobs   # these run here, in order
+    runs = run_all(train_seed, [(cfg, s, s == seeds[0], out if cfg.trace else None) for s in seeds], jobs=jobs,
+                   scheduler=cfg.scheduler, on_message=display, stop_when=lambda run: run["interrupted"] or run["stop"])
+    # a Ctrl-C that came during the last seed's final save lost nothing; one that stopped a seed early did
+    interrupted = any(r["interrupted"] for r in runs) or len(runs) < len(seeds)
+    if interrupted:
+        trainer = min((r["trainer"] for r in runs), key=lambda t: (t.epoch, t.batch))
+        say(out, f"\ninterrupted at epoch {trainer.epoch}" + (f", step {trainer.batch} of epoch "
+            f"{trainer.epoch + 1}" if trainer.batch else "") + ": reporting the epochs completed so far")
     finals = [dict(r["trainer"].history[-1], **alphabet_rank(r["model"], r["dataset"])) for r in runs]
     dataset = runs[0]["dataset"]
     final = {k: float(np.mean([f[k] for f in finals])) for k in finals[0] if k not in ("epoch", "step")}
@@ -177,7 +201,7 @@ def run_experiment(cfg, out=print):
         final["val_seen_nll"] = final["val seen nll"]
     if len(runs) > 1:
         final.update({f"{k}_std": float(np.std([f[k] for f in finals])) for k in ("train_nll", "val_nll")})
-    paths = ("save", "resume", "overwrite")
+    paths = ("save", "resume", "overwrite", "jobs", "scheduler")          # how it ran, not what it found
     result = dict(experiment=experiment, config={k: v for k, v in cfg.to_dict().items() if k not in paths},
                   interrupted=interrupted, final=final,
                   history=_mean_history([r["trainer"].history for r in runs]),

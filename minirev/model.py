@@ -37,6 +37,40 @@ def float_dtype(dtype, kind):
     return dtype
 
 
+class FlatParams(dict):
+    """Named arrays that are views into ONE flat buffer, ``self.flat`` (1-d, in dict order).
+
+    Still a plain dict ``{name: array}`` to every reader; the optimiser may update
+    ``self.flat`` in a few whole-buffer calls instead of a loop over the tensors
+    (minirev/optim.py). ``params[name] = array`` copies the numbers INTO the existing
+    view, so the buffer stays whole.
+    """
+
+    def __init__(self, arrays, xp, dtype):
+        sizes = [int(np.prod(a.shape)) for a in arrays.values()]
+        self.xp = xp
+        self.flat = xp.zeros(sum(sizes), dtype=dtype)               # (total,)
+        start = 0
+        for (name, a), size in zip(arrays.items(), sizes):
+            dict.__setitem__(self, name, self.flat[start:start + size].reshape(a.shape))   # a view
+            start += size
+        for name, a in arrays.items():
+            self[name] = to_backend(xp, a, dtype)
+
+    def __reduce__(self):  # pickled as its named arrays (the module xp cannot be); one buffer again on load
+        return (_rebuild_flat, (dict(self), self.xp.__name__, self.flat.dtype))
+
+    def __setitem__(self, name, value):
+        if name not in self or tuple(value.shape) != tuple(self[name].shape):
+            raise UsageError(f"parameter {name!r} of shape {tuple(value.shape)} does not fit the model "
+                             f"(its parameters: {', '.join(self)}); build a new model for new shapes")
+        self[name][...] = value
+
+
+def _rebuild_flat(arrays, backend, dtype):
+    return FlatParams(arrays, get_xp(backend), dtype)
+
+
 class Model:
     kind = "model"        # the name used on the command line
     n_target = 1          # how many final tokens of a sentence are scored
@@ -57,7 +91,7 @@ class Model:
         for name, value in host_params.items():
             if np.asarray(value).dtype.kind not in "fiu":
                 raise UsageError(f"{self.kind}: parameter {name} must hold real numbers, got {np.asarray(value).dtype}")
-        self.params = {k: to_backend(self.xp, v, self.dtype) for k, v in host_params.items()}
+        self.params = host_params
 
     # ---- to be written by each model -------------------------------------------------
     def forward(self, params, tokens, xp, rng=None):        # -> (loss, cache)
@@ -112,11 +146,29 @@ class Model:
                              f"is outside the vocabulary 0..{self.vocab_size - 1}; build the model with a larger vocabulary")
         return tokens
 
+    # ---- parameters and gradients: each a FlatParams, one flat buffer of views ---------------
+    @property
+    def params(self):
+        return self._params
+
+    @params.setter
+    def params(self, arrays):  # {name: array} -> copied into a new flat buffer, and a gradient buffer like it
+        self._params = FlatParams(arrays, self.xp, self.dtype)
+        self._grads = FlatParams({k: self.xp.zeros(v.shape, self.dtype) for k, v in self._params.items()},
+                                 self.xp, self.dtype)
+
     def loss_and_grads(self, tokens, rng=None):
-        """Mean cross-entropy of the answer tokens, and its gradient for every parameter."""
+        """Mean cross-entropy of the answer tokens, and its gradient for every parameter.
+
+        The gradients are written into the model's gradient buffer (a FlatParams, so the
+        optimiser can update all parameters in a few calls) and overwritten by the next
+        call: copy them (``{k: g.copy() ...}``) to keep them.
+        """
         tokens = self.check_tokens(tokens)
         loss, cache = self.forward(self.params, to_backend(self.xp, tokens), self.xp, rng)
-        return float(loss), self.backward(cache)
+        for name, g in self.backward(cache).items():
+            self._grads[name] = g
+        return float(loss), self._grads
 
     def loss(self, tokens):
         loss, _ = self.forward(self.params, to_backend(self.xp, self.check_tokens(tokens)), self.xp)
@@ -125,6 +177,13 @@ class Model:
     def host_params(self):
         return {k: to_numpy(v) for k, v in self.params.items()}
 
+    def __getstate__(self):  # for another process: the array module travels as its name
+        return {k: v for k, v in self.__dict__.items() if k != "xp"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.xp = get_xp(self.backend)
+
     def copy(self, dtype=None, backend=None):
         """The same model (same numbers) in another dtype or on another backend."""
         twin = object.__new__(type(self))
@@ -132,8 +191,7 @@ class Model:
         twin.xp = get_xp(backend or self.backend)
         twin.backend = backend or self.backend
         twin.dtype = float_dtype(dtype or self.dtype, self.kind)
-        # xp.array (not asarray) so the twin never shares memory with the original
-        twin.params = {k: twin.xp.array(to_numpy(v), dtype=twin.dtype) for k, v in self.params.items()}
+        twin.params = self.host_params()            # a new flat buffer: never shares memory with the original
         twin._moved()
         return twin
 

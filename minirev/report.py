@@ -18,31 +18,47 @@ def say(out, *lines):
             out(line)
 
 
-def progress(out, total_epochs, n_seeds):
-    """A progress line that updates in place on a terminal (a line per 10% otherwise)."""
+def progress(out, total_epochs, seeds):
+    """One display for all runs: on_message(message) for the messages of experiments.train_seed.
+
+    ("say", lines) prints the lines; ("eval", seed, epoch, record) updates one line
+    with every run's epoch and the mean NLLs of their latest evaluations (in place on
+    a terminal, else a line per 10% of all the epochs); ("done", seed, epochs) ends a run.
+    """
     tty = out is print and sys.stdout.isatty()
     start = time.perf_counter()
-    state = {"done": 0, "last_printed": -1}
+    epoch, latest, running = {s: 0 for s in seeds}, {}, set(seeds)
+    state = {"last_printed": -1}
 
-    def on_eval(trainer, record):
-        done = state["done"] + trainer.epoch
+    def line():
+        done = sum(epoch.values())
         elapsed = time.perf_counter() - start
-        remaining = elapsed / max(done, 1) * (total_epochs * n_seeds - done)
-        line = (f"epoch {trainer.epoch:>5}/{total_epochs}  training NLL {record['train_nll']:7.4f}  "
-                f"validation NLL {record['val_nll']:7.3f}  elapsed {elapsed:6.1f}s  remaining ~{remaining:5.1f}s")
-        if tty:
-            sys.stdout.write("\r" + line)
-            sys.stdout.flush()
-        elif out is not None and (10 * trainer.epoch) // total_epochs > state["last_printed"]:
-            state["last_printed"] = (10 * trainer.epoch) // total_epochs
-            out(line)
+        remaining = elapsed / max(done, 1) * (total_epochs * len(seeds) - done)
+        where = f"epoch {min(epoch.values()):>5}/{total_epochs}" if len(seeds) == 1 else \
+            f"{len(seeds)} runs at epochs {','.join(str(epoch[s]) for s in seeds)} of {total_epochs}"
+        mean = f" (mean of {len(latest)})" if len(latest) > 1 else ""
+        return (f"{where}  training NLL {np.mean([r['train_nll'] for r in latest.values()]):7.4f}{mean}  "
+                f"validation NLL {np.mean([r['val_nll'] for r in latest.values()]):7.3f}  "
+                f"elapsed {elapsed:6.1f}s  remaining ~{remaining:5.1f}s"), done
 
-    def seed_done(epochs):
-        state["done"] += epochs
-        state["last_printed"] = -1
+    def on_message(message):
+        if message[0] == "say":
+            say(out, *message[1])
+            return
+        if message[0] == "done":
+            running.discard(message[1])
+            if tty and not running:
+                sys.stdout.write("\n")
+            return
+        _, seed, epoch[seed], latest[seed] = message
+        text, done = line()
         if tty:
-            sys.stdout.write("\n")
-    return on_eval, seed_done
+            sys.stdout.write("\r" + text)
+            sys.stdout.flush()
+        elif out is not None and (10 * done) // (total_epochs * len(seeds)) > state["last_printed"]:
+            state["last_printed"] = (10 * done) // (total_epochs * len(seeds))
+            out(text)
+    return on_message
 
 
 WHAT = {"reversal": "unseen direction", "chain": "direct A ~> C on validation triples", "incontext": "validation"}

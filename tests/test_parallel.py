@@ -1,0 +1,104 @@
+"""Seeds side by side (minirev/parallel.py): processes here, or a Dask cluster; the same numbers as one by one.
+
+Run only these with: pytest tests/test_parallel.py
+"""
+import os
+
+import numpy as np
+import pytest
+
+from minirev.config import RunConfig
+from minirev.errors import UsageError
+from minirev.experiments import run_experiment
+from minirev.parallel import BLAS_VARS, blas_threads, cores, run_all
+
+pytestmark = pytest.mark.experiments
+
+SWEEP = RunConfig(layers=1, width=16, heads=2, vocab=40, epochs=3, seeds=2, batch_size=32)
+
+
+def outcome(result, runs):
+    """Everything a run computed (not its wall time or how it was run), for exact comparison."""
+    final = {k: v for k, v in result["final"].items() if k != "seconds"}
+    params = [{k: np.array(v) for k, v in r["model"].params.items()} for r in runs]
+    return final, result["history"], result["runs"], params
+
+
+def assert_identical(a, b):
+    (fa, ha, ra, pa), (fb, hb, rb, pb) = a, b
+    assert fa == fb and ha == hb and ra == rb, "the histories must agree to the last bit"
+    assert len(pa) == len(pb) == 2
+    for x, y in zip(pa, pb):
+        assert x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x), "final parameters differ"
+
+
+@pytest.fixture(scope="module")
+def serial():
+    return outcome(*run_experiment(SWEEP.replace(jobs=1), out=None))
+
+
+def test_two_processes_give_bit_identical_results(serial):
+    lines = []
+    parallel = outcome(*run_experiment(SWEEP.replace(jobs=2), out=lines.append))
+    assert_identical(serial, parallel)
+    assert parallel[2][0]["seed"] == SWEEP.seed and parallel[2][1]["seed"] == SWEEP.seed + 1, "results in seed order"
+    shown = [line for line in lines if "runs at epochs" in line]
+    assert shown and shown[-1].startswith("2 runs at epochs 3,3 of 3"), "one display with both runs"
+    assert any(line.startswith("model: gpt") for line in lines), "the first run's summary reaches this process"
+
+
+def read_settings(item, report):
+    report(("say", [f"worker {item}"]))
+    return {v: os.environ.get(v) for v in BLAS_VARS}, np.geterr()["over"]
+
+
+def test_each_worker_gets_its_share_of_the_cores_and_our_numpy_error_settings():
+    said, before = [], {v: os.environ.get(v) for v in BLAS_VARS}
+    with np.errstate(over="ignore"):                  # as the command line runs (a diverged loss is named, not warned)
+        found = run_all(read_settings, [0, 1], jobs=2, on_message=said.append)
+    assert found == [({v: str(blas_threads(2)) for v in BLAS_VARS}, "ignore")] * 2
+    assert blas_threads(2) * 2 <= max(cores(), 2) and blas_threads(1) == cores()
+    assert sorted(m[1][0] for m in said) == ["worker 0", "worker 1"], "reports reach the parent"
+    assert {v: os.environ.get(v) for v in BLAS_VARS} == before, "this process's settings are restored"
+
+
+def test_a_dask_local_cluster_gives_the_serial_results(serial):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
+                                  silence_logs=50) as cluster:
+        with distributed.Client(cluster) as client:
+            assert len(client.scheduler_info()["workers"]) == 2
+            lines = []
+            result, runs = run_experiment(SWEEP.replace(scheduler=cluster.scheduler_address), out=lines.append)
+            workers = {w["id"] for w in client.scheduler_info()["workers"].values()}
+    assert_identical(serial, outcome(result, runs))
+    assert len(workers) == 2
+    assert any("runs at epochs 3,3 of 3" in line for line in lines), "progress comes back from the workers"
+
+
+def test_scheduler_refuses_what_only_works_here():
+    for option in (dict(trace=2), dict(save="somewhere"), dict(resume="somewhere")):
+        with pytest.raises(UsageError, match="without --scheduler"):
+            SWEEP.replace(seeds=1, scheduler="tcp://127.0.0.1:8786", **option).validate()
+    with pytest.raises(UsageError, match="--jobs must be a whole number >= 1"):
+        SWEEP.replace(jobs=0).validate()
+    assert SWEEP.resolved().jobs == cores(), "the default: one process per core"
+
+
+def test_a_gpu_run_on_a_cluster_comes_back_on_the_host(monkeypatch):
+    """--backend cupy --scheduler: the workers train on their GPUs (here the CPU stand-in, tests/fake_xp.py)
+    and the runs come back as NumPy models, so the machine that asked needs no GPU."""
+    distributed = pytest.importorskip("distributed")
+    import minirev.backend
+    from fake_xp import fake_cupy
+    real = minirev.backend.get_xp
+    for module in ("minirev.backend", "minirev.model"):
+        monkeypatch.setattr(f"{module}.get_xp", lambda backend="numpy": fake_cupy if backend == "cupy" else real(backend))
+    cfg = SWEEP.replace(backend="cupy", epochs=1)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
+                                  silence_logs=50) as cluster:
+        result, runs = run_experiment(cfg.replace(scheduler=cluster.scheduler_address), out=None)
+    here = run_experiment(cfg.replace(jobs=1), out=None)
+    assert all(r["model"].backend == "numpy" and isinstance(r["model"].params.flat, np.ndarray) for r in runs)
+    assert all(r["trainer"].model is r["model"] for r in runs)
+    assert result["history"] == here[0]["history"], "the stand-in on the workers computes what it computes here"

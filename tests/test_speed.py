@@ -1,0 +1,131 @@
+"""The speed-ups keep the numbers: one flat parameter buffer, the flat optimiser, the fast layer twins.
+
+Run only these with: pytest tests/test_speed.py
+"""
+import pickle
+
+import autograd.numpy as anp
+import numpy as np
+import pytest
+
+import minirev.optim
+from minirev import fast_layers, layers
+from minirev.errors import UsageError
+from minirev.gpt import GPT, ops_for
+from minirev.model import FlatParams
+from minirev.optim import SGD, AdamW
+
+pytestmark = pytest.mark.train
+
+
+def small_gpt(**kw):
+    return GPT(13, layers=2, width=16, heads=4, max_len=5, seed=0, **kw)
+
+
+# --------------------------------------------------------------------------- the flat buffer
+
+def test_parameters_are_views_into_one_flat_buffer():
+    model = small_gpt()
+    params, flat = model.params, model.params.flat
+    assert flat.ndim == 1 and flat.size == model.num_params()
+    start = 0
+    for name, p in params.items():                    # in order, back to back
+        assert np.shares_memory(p, flat) and np.array_equal(p.ravel(), flat[start:start + p.size]), name
+        start += p.size
+    params["wte"] = np.ones(params["wte"].shape)      # copied INTO the view: still one buffer
+    assert params.flat is flat and np.shares_memory(params["wte"], flat) and flat[:params["wte"].size].min() == 1
+    with pytest.raises(UsageError, match="does not fit"):
+        params["wte"] = np.ones((2, 2))
+    with pytest.raises(UsageError, match="does not fit"):
+        params["new"] = np.ones(3)
+
+
+def test_copies_and_pickles_get_their_own_flat_buffer():
+    model = small_gpt()
+    for twin in (model.copy(), pickle.loads(pickle.dumps(model)), model.copy(dtype=np.float64)):
+        assert isinstance(twin.params, FlatParams) and not np.shares_memory(twin.params.flat, model.params.flat)
+        assert all(np.shares_memory(v, twin.params.flat) for v in twin.params.values())
+        assert all(np.array_equal(twin.params[k], model.params[k]) for k in model.params)
+    model.params = {k: v * 2 for k, v in model.params.items()}        # assigning a dict repacks it
+    assert isinstance(model.params, FlatParams) and np.shares_memory(model.params["wte"], model.params.flat)
+
+
+def test_gradients_are_written_into_a_flat_buffer_too():
+    model = small_gpt(dropout=0.0)
+    tokens = np.random.default_rng(0).integers(0, 13, (6, 5))
+    _, grads = model.loss_and_grads(tokens)
+    assert isinstance(grads, FlatParams) and grads.keys() == model.params.keys()
+    _, cache = model.forward(model.params, tokens, np)
+    plain = model.backward(cache)
+    assert all(np.array_equal(grads[k], plain[k]) for k in plain)
+
+
+@pytest.mark.parametrize("make", [lambda: AdamW(lr=0.01, weight_decay=0.1), lambda: SGD(lr=0.5)])
+def test_the_flat_update_gives_the_same_bits_as_the_loop_over_tensors(make, monkeypatch):
+    monkeypatch.setattr(minirev.optim, "CHUNK", 100)        # chunk edges fall inside the tensors
+    flat_model, loop_model = small_gpt(dropout=0.0), small_gpt(dropout=0.0)
+    loop_params = {k: v.copy() for k, v in loop_model.params.items()}   # a plain dict: the per-tensor path
+    flat_opt, loop_opt = make(), make()
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        tokens = rng.integers(0, 13, (6, 5))
+        _, grads = flat_model.loss_and_grads(tokens)
+        flat_opt.step(flat_model.params, grads)
+        loop_model.params = loop_params
+        _, grads = loop_model.loss_and_grads(tokens)
+        loop_opt.step(loop_params, {k: v.copy() for k, v in grads.items()})
+    assert all(np.array_equal(flat_model.params[k], loop_params[k]) for k in loop_params)
+    if isinstance(flat_opt, AdamW):
+        assert isinstance(flat_opt.m, FlatParams) and not isinstance(loop_opt.m, FlatParams)
+        assert all(np.array_equal(flat_opt.v[k], loop_opt.v[k]) for k in loop_params)
+
+
+# --------------------------------------------------------------------------- the fast twins
+
+def pairing_grads(fwd, bwd, inputs, rng):
+    out, cache = fwd(np, *inputs)
+    return out, bwd(rng.standard_normal(out.shape), cache)
+
+
+def test_layernorm_twins_agree_in_all_four_pairings():
+    rng = np.random.default_rng(0)
+    x, g, b = rng.standard_normal((4, 3, 8)), rng.standard_normal(8), rng.standard_normal(8)
+    results = [pairing_grads(f, bw, (x, g, b), np.random.default_rng(1))
+               for f in (layers.layernorm_forward, fast_layers.layernorm_forward)
+               for bw in (layers.layernorm_backward, fast_layers.layernorm_backward)]
+    out0, grads0 = results[0]
+    for out, grads in results[1:]:
+        assert np.allclose(out, out0, rtol=1e-12, atol=1e-12)
+        assert all(np.allclose(a, b, rtol=1e-10, atol=1e-12) for a, b in zip(grads, grads0))
+
+
+@pytest.mark.parametrize("name", ["linear_forward", "gelu_forward"])
+def test_forward_twins_agree_and_feed_the_plain_backward(name):
+    rng = np.random.default_rng(0)
+    inputs = (rng.standard_normal((4, 3, 8)),) + ((rng.standard_normal((8, 5)), rng.standard_normal(5))
+                                                    if name == "linear_forward" else ())
+    bwd = getattr(layers, name.replace("forward", "backward"))
+    (o1, g1), (o2, g2) = (pairing_grads(getattr(m, name), bwd, inputs, np.random.default_rng(1))
+                          for m in (layers, fast_layers))
+    assert np.allclose(o1, o2, rtol=1e-12, atol=1e-14)
+    for a, b in zip(g1 if isinstance(g1, tuple) else [g1], g2 if isinstance(g2, tuple) else [g2]):
+        assert np.allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("rotary", [False, True])
+def test_attention_twin_agrees_and_feeds_the_plain_backward(rotary):
+    rng = np.random.default_rng(0)
+    B, T, C, H = 3, 5, 8, 2
+    args = (rng.standard_normal((B, T, C)), rng.standard_normal((C, 3 * C)), rng.standard_normal(3 * C),
+            rng.standard_normal((C, C)), rng.standard_normal(C), H,
+            layers.rotary_tables(T, C // H, np.float64, np) if rotary else None,
+            (rng.random((B, H, T, T)) > 0.2) / 0.8)
+    dout = rng.standard_normal((B, T, C))
+    (o1, c1), (o2, c2) = layers.attention_forward(np, *args), fast_layers.attention_forward(np, *args)
+    assert np.allclose(o1, o2, rtol=1e-12, atol=1e-12)
+    for a, b in zip(layers.attention_backward(dout, c1), layers.attention_backward(dout, c2)):
+        assert np.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_the_gpt_trains_with_the_twins_and_autograd_traces_the_plain_pairs():
+    assert ops_for(np) is fast_layers and ops_for(anp) is layers
