@@ -129,7 +129,8 @@ def print_report(result, runs, out=print):
              f"{spread([100 * r['final']['val_top1'] for r in result['runs']], '.0f', '%')}")
     train = [r["final"]["train_nll"] for r in result["runs"]]
     vals = [r["final"]["val_nll"] for r in result["runs"]]
-    say(out, "", verdict(dataset.name, train, vals, log_v, log_a) + rank_note(ranks, size))
+    learned = max(vals) < log_a and max(train) <= 0.5         # then the rank has nothing to add
+    say(out, "", verdict(dataset.name, train, vals, log_v, log_a) + ("" if learned else rank_note(ranks, size)))
 
 
 def print_bilinear_table(results, vocab, out=print):
