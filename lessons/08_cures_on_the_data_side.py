@@ -32,14 +32,10 @@ HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() els
 if not os.path.isfile(os.path.join(HERE, "exercise.py")):  # a kernel started in the repository root
     HERE = os.path.join(HERE, "lessons")
 sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, lesson, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
+from exercise import FAST, check, lesson, summary_figure  # noqa: E402  (first: it also asks for one BLAS thread)
 
 import dataclasses  # noqa: E402
 
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from minirev import GPT, AdamW, RunConfig, Trainer, run_experiment  # noqa: E402
@@ -199,22 +195,9 @@ else:
 # The unseen (or held-out) NLL of every setting, next to its log|V|.
 
 # %%
+summary_figure(summary, os.path.join(OUT, "summary.png"), "NLL of the unseen / held-out direction (nats)",
+               "cures on the data side: green below the uniform guess, red above")
 names = list(summary)
-fig, ax = plt.subplots(figsize=(10, 4.2))
-y = np.arange(len(names))
-values = [summary[n]["unseen"] for n in names]
-colors = ["C2" if v < summary[n]["log_v"] else "C3" for n, v in zip(names, values)]
-ax.barh(y, values, color=colors)
-ax.scatter([summary[n]["log_v"] for n in names], y, marker="|", s=400, color="black", label="log|V| of that setting")
-for yi, v in zip(y, values):
-    ax.text(v + 0.1, yi, f"{v:.2f}", va="center", fontsize=8)      # near-0 bars are too thin to see
-ax.set_yticks(y)
-ax.set_yticklabels(names, fontsize=8)
-ax.invert_yaxis()
-ax.set(xlabel="NLL of the unseen / held-out direction (nats)",
-       title="cures on the data side: green below the uniform guess, red above")
-ax.legend(fontsize=8)
-save_figure(fig, os.path.join(OUT, "summary.png"))
 for n in names:
     print(f"  {n:<28} {summary[n]['unseen']:7.3f}   log|V| {summary[n]['log_v']:.2f}")
 

@@ -31,7 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() els
 if not os.path.isfile(os.path.join(HERE, "exercise.py")):  # a kernel started in the repository root
     HERE = os.path.join(HERE, "lessons")
 sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, lesson, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
+from exercise import FAST, check, lesson, save_figure, summary_figure  # noqa: E402  (first: it also asks for one BLAS thread)
 
 import math  # noqa: E402
 
@@ -359,22 +359,9 @@ else:
 # ## The summary figure
 
 # %%
-names = list(summary)
-fig, ax = plt.subplots(figsize=(10, 4.2))
-y = np.arange(len(names))
-values = [summary[n]["unseen"] for n in names]
-colors = ["C2" if v < summary[n]["log_v"] else "C3" for n, v in zip(names, values)]
-ax.barh(y, values, color=colors)
-ax.scatter([summary[n]["log_v"] for n in names], y, marker="|", s=400, color="black", label="log|V| (log m) of that setting")
-for yi, v in zip(y, values):
-    ax.text(v + 0.1, yi, f"{v:.2f}", va="center", fontsize=8)
-ax.set_yticks(y)
-ax.set_yticklabels(names, fontsize=8)
-ax.invert_yaxis()
-ax.set(xlabel="NLL of the unseen / held-out direction (nats; GPT variants: mean over seeds)",
-       title="cures on the model side: green below the uniform guess, red above")
-ax.legend(fontsize=8)
-save_figure(fig, os.path.join(OUT, "summary.png"))
+summary_figure(summary, os.path.join(OUT, "summary.png"),
+               "NLL of the unseen / held-out direction (nats; GPT variants: mean over seeds)",
+               "cures on the model side: green below the uniform guess, red above", "log|V| (log m) of that setting")
 
 # %% [markdown]
 # ## What to remember

@@ -76,6 +76,25 @@ def save_figure(fig, path):
     figure(path)
 
 
+def summary_figure(summary, path, xlabel, title, yardstick="log|V| of that setting"):
+    """One bar per setting: its unseen NLL, green below the setting's log|V|, red above."""
+    import matplotlib.pyplot as plt
+    names = list(summary)
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    y = np.arange(len(names))
+    values = [summary[n]["unseen"] for n in names]
+    ax.barh(y, values, color=["C2" if v < summary[n]["log_v"] else "C3" for n, v in zip(names, values)])
+    ax.scatter([summary[n]["log_v"] for n in names], y, marker="|", s=400, color="black", label=yardstick)
+    for yi, v in zip(y, values):
+        ax.text(v + 0.1, yi, f"{v:.2f}", va="center", fontsize=8)      # near-0 bars are too thin to see
+    ax.set_yticks(y)
+    ax.set_yticklabels(names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlabel=xlabel, title=title)
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
 def figure(path):
     """Announce a saved figure; inside Jupyter, also show it."""
     print(f"figure: {path}")
