@@ -77,7 +77,7 @@ class RunConfig:
     jobs: Optional[int] = option(None, "run the seeds in N processes side by side (default: one per core); "
                                        "results are identical to one after the other", identity=False, minimum=1,
                                  metavar="N")
-    scheduler: Optional[str] = option(None, "run the seeds on the Dask cluster at ADDRESS (e.g. tcp://10.0.0.1:8786; "
+    scheduler: Optional[str] = option(None, "run the seeds on the Dask cluster at ADDRESS (e.g. tcp://HOST:8786; "
                                             'needs pip install -e ".[cluster]")', identity=False, metavar="ADDRESS")
     resume: Optional[str] = option(None, "continue the run saved in DIR (same options; --epochs may grow); "
                                          "saves back to DIR", identity=False, metavar="DIR")

@@ -72,7 +72,7 @@ def dask_client(scheduler):
         return Client(scheduler, timeout=10)
     except (OSError, TimeoutError) as e:
         raise UsageError(f"--scheduler {scheduler}: no Dask scheduler answered ({type(e).__name__}); start one "
-                         "with 'dask scheduler' and give its address, e.g. tcp://10.0.0.1:8786") from None
+                         "with 'dask scheduler' and give its address, e.g. tcp://HOST:8786") from None
 
 
 def call(fn, item, report, errstate):
