@@ -92,7 +92,7 @@ def attention_model_logits(tokens, W_Q, W_K, W_V, W_O):  # (B, T) -> scores (B, 
     M, d = W_Q.shape
     X = np.eye(M)[tokens[:, :-1]]                                      # (B, K, M) one-hot context
     q = X[:, -1] @ W_Q                                                 # (B, d) the query: last context token
-    k, v = X @ W_K, X @ W_V                                            # (B, K, d) keys; values
+    k = X @ W_K                                                        # (B, K, d) keys; W_V is applied after the mix
     s = np.einsum("bd,bkd->bk", q, k) / math.sqrt(d)                  # (B, K) scores
     b = np.exp(s - s.max(1, keepdims=True))
     b /= b.sum(1, keepdims=True)                                       # (B, K) attention

@@ -34,7 +34,7 @@ from .trace import Trace  # noqa: E402
 from .train import Trainer, evaluate  # noqa: E402
 from .experiments import run_experiment  # noqa: E402
 
-__all__ = ["Bilinear", "OneLayer", "GPT", "RunConfig", "run_experiment", "load_model", "save_model", "chain_data", "incontext_data", "pairs_data",
+__all__ = ["Bilinear", "OneLayer", "Factorized", "GPT", "MaskedGPT", "RunConfig", "run_experiment", "load_model", "save_model", "chain_data", "incontext_data", "pairs_data",
            "reversal_data", "MinirevError", "RunError", "UsageError", "check_layer", "check_model",
            "compare_gradients", "SGD", "AdamW", "Trace", "Trainer", "evaluate"]
 __version__ = "0.1.0"
