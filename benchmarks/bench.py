@@ -548,6 +548,16 @@ def effects(name, rounds, code):
     w_fc, b_fc = f32(C, 4 * C, scale=0.02), f32(4 * C)
     attn = (x, f32(C, 3 * C, scale=0.02), f32(3 * C), f32(C, C, scale=0.02), f32(C), H)
     ln_cache = layers.layernorm_forward(np, x, g, b)[1]
+    fc_cache, attn_cache = fast_layers.linear_forward(np, x, w_fc, b_fc)[1], fast_layers.attention_forward(np, *attn)[1]
+    d_fc, d_attn = f32(B, T, 4 * C), f32(B, T, C)
+    fc_grads = [np.empty_like(w_fc), np.empty_like(b_fc)]             # where the model's buffer would be
+    attn_grads = [np.empty_like(a) for a in attn[1:5]]
+
+    def copied(backward, dout, cache, into):                          # the plain pair, then a copy into place
+        def run():
+            for slot, grad in zip(into, backward(dout, cache)[1:]):
+                slot[...] = grad
+        return run
     model = minirev.GPT(802, layers=layers_n, width=C, heads=H, max_len=T, dropout=0.0)
     _, grads = model.loss_and_grads(rng.integers(0, 802, (B, T)))
     plain = ({k: v.copy() for k, v in model.params.items()}, {k: v.copy() for k, v in grads.items()})
@@ -574,6 +584,10 @@ def effects(name, rounds, code):
         "GELU forward (B, T, 4C)": (lambda: layers.gelu_forward(np, h), lambda: fast_layers.gelu_forward(np, h)),
         "attention forward (B, T, C)": (lambda: layers.attention_forward(np, *attn),
                                         lambda: fast_layers.attention_forward(np, *attn)),
+        "linear backward: copy -> write in place": (copied(layers.linear_backward, d_fc, fc_cache, fc_grads),
+                                                    lambda: fast_layers.linear_backward(d_fc, fc_cache, *fc_grads)),
+        "attention backward: copy -> in place": (copied(layers.attention_backward, d_attn, attn_cache, attn_grads),
+                                                 lambda: fast_layers.attention_backward(d_attn, attn_cache, *attn_grads)),
     })
     if code:
         print(f"whole training steps: minirev from {code} -> this checkout's")

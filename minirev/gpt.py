@@ -21,11 +21,11 @@ import numpy as np
 from . import fast_layers, layers
 from .backend import to_backend
 from .errors import UsageError
-from .fast_layers import layernorm_backward
-from .layers import (attention_backward, cross_entropy_backward, cross_entropy_forward, dropout_backward,
-                     dropout_forward, dropout_mask, embedding_backward, embedding_forward, gelu_backward,
-                     linear_backward, position_embedding_backward, position_embedding_forward, residual_backward,
-                     residual_forward, rotary_tables, unembedding_backward, unembedding_forward)
+from .fast_layers import (attention_backward, embedding_backward, layernorm_backward, linear_backward,
+                          position_embedding_backward, unembedding_backward)
+from .layers import (cross_entropy_backward, cross_entropy_forward, dropout_backward, dropout_forward, dropout_mask,
+                     embedding_forward, gelu_backward, position_embedding_forward, residual_backward,
+                     residual_forward, rotary_tables, unembedding_forward)
 from . import gpt_trace
 from .model import Model
 from .optim import SGD, AdamW
@@ -59,21 +59,28 @@ def block_forward(xp, x, p, h, n_head, rope, drop, causal=True):  # (B, T, C) ->
 
 
 def block_backward(dx, cache, h, grads):  # (B, T, C) -> (B, T, C); fills grads[h + "..."]
+    """The backward twins write each gradient into grads[name] when that array exists (in training,
+    a view of the model's flat gradient buffer), else into a new array stored there."""
     c_ln1, c_attn, c_d1, c_r1, c_ln2, c_fc, c_gelu, c_proj, c_d2, c_r2 = cache
     g = grads
+
+    def into(*names):  # the arrays to write these gradients into (None: new ones)
+        return [g.get(h + name) for name in names]
     # the layers of block_forward, undone in reverse order
     dx, dm = residual_backward(dx, c_r2)                                    # (B, T, C) each
     dm = dropout_backward(dm, c_d2)
-    dm, g[h + "mlp.w_proj"], g[h + "mlp.b_proj"] = linear_backward(dm, c_proj)  # (B, T, 4C)
+    dm, g[h + "mlp.w_proj"], g[h + "mlp.b_proj"] = \
+        linear_backward(dm, c_proj, *into("mlp.w_proj", "mlp.b_proj"))      # (B, T, 4C)
     dm = gelu_backward(dm, c_gelu)                                          # (B, T, 4C)
-    dm, g[h + "mlp.w_fc"], g[h + "mlp.b_fc"] = linear_backward(dm, c_fc)     # (B, T, C)
-    dm, g[h + "ln2.g"], g[h + "ln2.b"] = layernorm_backward(dm, c_ln2)       # (B, T, C)
+    dm, g[h + "mlp.w_fc"], g[h + "mlp.b_fc"] = \
+        linear_backward(dm, c_fc, *into("mlp.w_fc", "mlp.b_fc"))            # (B, T, C)
+    dm, g[h + "ln2.g"], g[h + "ln2.b"] = layernorm_backward(dm, c_ln2, *into("ln2.g", "ln2.b"))  # (B, T, C)
     dx = dx + dm                         # x fed both the sum and the MLP branch: the paths add
     dx, da = residual_backward(dx, c_r1)
     da = dropout_backward(da, c_d1)
     da, g[h + "attn.w_qkv"], g[h + "attn.b_qkv"], g[h + "attn.w_proj"], g[h + "attn.b_proj"] = \
-        attention_backward(da, c_attn)                                      # (B, T, C)
-    da, g[h + "ln1.g"], g[h + "ln1.b"] = layernorm_backward(da, c_ln1)       # (B, T, C)
+        attention_backward(da, c_attn, *into("attn.w_qkv", "attn.b_qkv", "attn.w_proj", "attn.b_proj"))  # (B, T, C)
+    da, g[h + "ln1.g"], g[h + "ln1.b"] = layernorm_backward(da, c_ln1, *into("ln1.g", "ln1.b"))  # (B, T, C)
     return dx + da                                                          # (B, T, C)
 
 
@@ -209,7 +216,7 @@ class GPT(Model):
             c_blocks.append(c)
         return x, (c_tok, c_pos, c_drop, c_blocks)
 
-    def _trunk_backward(self, dx, cache, grads):  # (B, T, C) -> fills grads, adds to grads["wte"]
+    def _trunk_backward(self, dx, cache, grads):  # (B, T, C) -> fills grads (the head's part already there)
         c_tok, c_pos, c_drop, c_blocks = cache
         # the layers of _trunk_forward, undone in reverse order: blocks last to first,
         # embedding dropout, positions, tokens
@@ -217,13 +224,13 @@ class GPT(Model):
             dx = block_backward(dx, c_blocks[l], f"h{l}.", grads)            # (B, T, C)
         dx = dropout_backward(dx, c_drop)
         if c_pos is not None:
-            dx, grads["wpe"] = position_embedding_backward(dx, c_pos)       # (B, T, C), (P, C)
-        # tied: wte is used twice (input lookup and output layer), so its gradients add
-        dwte = embedding_backward(dx, c_tok)                                # (V, C)
-        if "wte" in grads:
-            grads["wte"] += dwte
+            dx, grads["wpe"] = position_embedding_backward(dx, c_pos, grads.get("wpe"))  # (B, T, C), (P, C)
+        if self.out_name == "wte":
+            # tied: wte is used twice (output layer and input lookup), so the lookup's gradient
+            # adds to the output layer's, which _head_backward wrote there
+            grads["wte"] += embedding_backward(dx, c_tok)                   # (V, C)
         else:
-            grads["wte"] = dwte
+            grads["wte"] = embedding_backward(dx, c_tok, grads.get("wte"))  # (V, C)
 
     # ---- the head: final LayerNorm and the output layer, (B, n, C) -> (B*n, V) ---------------
     def _head_forward(self, params, x, xp):
@@ -232,13 +239,14 @@ class GPT(Model):
         logits, c_out = unembedding_forward(xp, x.reshape(B * n, C), params[self.out_name])  # (B*n, V)
         return logits, (x.shape, c_lnf, c_out)
 
-    def _head_backward(self, dlogits, cache):  # (B*n, V) -> dx (B, n, C), grads
+    def _head_backward(self, dlogits, cache, grads):  # (B*n, V) -> dx (B, n, C); fills grads
         x_shape, c_lnf, c_out = cache
-        grads = {}
+        g = grads
         # reverse order: output layer, then the final LayerNorm
-        dx, grads[self.out_name] = unembedding_backward(dlogits, c_out)     # (B*n, C), (V, C)
-        dx, grads["lnf.g"], grads["lnf.b"] = layernorm_backward(dx.reshape(x_shape), c_lnf)
-        return dx, grads                                                    # (B, n, C)
+        dx, g[self.out_name] = unembedding_backward(dlogits, c_out, g.get(self.out_name))  # (B*n, C), (V, C)
+        dx, g["lnf.g"], g["lnf.b"] = \
+            layernorm_backward(dx.reshape(x_shape), c_lnf, g.get("lnf.g"), g.get("lnf.b"))  # (B, n, C)
+        return dx                                                           # (B, n, C)
 
     # ---- the model interface ---------------------------------------------------------------
     def forward_logits(self, params, tokens, xp, rng=None):  # (B, T) -> (B, T, V)
@@ -249,8 +257,9 @@ class GPT(Model):
 
     def backward_logits(self, dlogits, cache):  # (B, T, V) -> grads like params
         c_trunk, c_head = cache
+        grads = {}
         # reverse order of forward_logits: head, then trunk
-        dh, grads = self._head_backward(dlogits.reshape(-1, dlogits.shape[-1]), c_head)
+        dh = self._head_backward(dlogits.reshape(-1, dlogits.shape[-1]), c_head, grads)
         self._trunk_backward(dh, c_trunk, grads)
         return {k: grads[k] for k in self.params}
 
@@ -265,16 +274,15 @@ class GPT(Model):
         loss, c_ce = cross_entropy_forward(xp, logits, tokens[:, T - L:].reshape(-1))
         return loss, (xp, h.shape, L, c_trunk, c_head, c_ce)
 
-    def backward(self, cache):
+    def backward_into(self, cache, grads):
         xp, h_shape, L, c_trunk, c_head, c_ce = cache
         T = h_shape[1]
         # reverse order of forward: cross-entropy, head, the slice of answer positions, trunk
         dlogits = cross_entropy_backward(1.0, c_ce)                         # (B*L, V)
-        dh_answer, grads = self._head_backward(dlogits, c_head)             # (B, L, C)
+        dh_answer = self._head_backward(dlogits, c_head, grads)             # (B, L, C)
         dh = xp.zeros(h_shape, dtype=dh_answer.dtype)                       # (B, T, C)
         dh[:, T - L - 1:T - 1] = dh_answer          # other positions feed the loss only via attention
         self._trunk_backward(dh, c_trunk, grads)
-        return {k: grads[k] for k in self.params}
 
     def logits(self, tokens):  # (B, T) -> (B, L, V): the logits that predict the answer
         tokens = to_backend(self.xp, self.check_tokens(tokens))

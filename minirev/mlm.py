@@ -74,18 +74,17 @@ class MaskedGPT(GPT):
         loss, c_ce = cross_entropy_forward(xp, logits, to_backend(xp, host.reshape(-1)[idx]))
         return loss, (xp, h.shape, idx, c_trunk, c_head, c_ce)
 
-    def backward(self, cache):
+    def backward_into(self, cache, grads):
         xp, h_shape, idx, c_trunk, c_head, c_ce = cache
         B, T, C = h_shape
         # reverse order of forward: cross-entropy, head, the gather of masked positions, trunk
         dlogits = cross_entropy_backward(1.0, c_ce)                          # (n, V)
-        dhs, grads = self._head_backward(dlogits, c_head)                    # (1, n, C)
+        dhs = self._head_backward(dlogits, c_head, grads)                    # (1, n, C)
         dh = xp.zeros((B * T, C), dtype=dhs.dtype)                           # (B*T, C)
         # forward: hs = h[idx] with distinct idx, so the gradient scatters back (unmasked positions
         # feed the loss only through attention)
         dh[to_backend(xp, idx)] = dhs[0]
         self._trunk_backward(dh.reshape(h_shape), c_trunk, grads)
-        return {k: grads[k] for k in self.params}
 
     def answer_inputs(self, tokens):  # (B, T) -> (B, T): the question, its answer masked
         inputs = np.array(tokens)

@@ -61,6 +61,8 @@ class FlatParams(dict):
         return (_rebuild_flat, (dict(self), self.xp.__name__, self.flat.dtype))
 
     def __setitem__(self, name, value):
+        if value is dict.get(self, name):                            # written in place already (gpt.py)
+            return
         if name not in self or tuple(value.shape) != tuple(self[name].shape):
             raise UsageError(f"parameter {name!r} of shape {tuple(value.shape)} does not fit the model "
                              f"(its parameters: {', '.join(self)}); build a new model for new shapes")
@@ -98,7 +100,20 @@ class Model:
         raise NotImplementedError
 
     def backward(self, cache):                                # -> dict like params
-        raise NotImplementedError
+        """The gradients of the forward's loss, new arrays; a model that writes them in place
+        (the GPT) defines backward_into instead, and this base method calls it."""
+        grads = {}
+        self.backward_into(cache, grads)
+        return {name: grads[name] for name in self.params}
+
+    def backward_into(self, cache, grads):                    # fills grads[name] for every parameter
+        """Like backward, but the gradients go into ``grads`` (in training, the model's flat
+        gradient buffer): a model that can write into the arrays already there (the GPT's
+        backward twins, minirev/fast_layers.py) saves a copy of every gradient."""
+        if type(self).backward is Model.backward:
+            raise NotImplementedError(f"{type(self).__name__} defines neither backward nor backward_into")
+        for name, g in self.backward(cache).items():
+            grads[name] = g
 
     def logits(self, tokens):                                 # (B, T) -> (B, n_target, V)
         raise NotImplementedError
@@ -166,8 +181,7 @@ class Model:
         """
         tokens = self.check_tokens(tokens)
         loss, cache = self.forward(self.params, to_backend(self.xp, tokens), self.xp, rng)
-        for name, g in self.backward(cache).items():
-            self._grads[name] = g
+        self.backward_into(cache, self._grads)
         return float(loss), self._grads
 
     def loss(self, tokens):

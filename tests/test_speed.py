@@ -12,6 +12,8 @@ import minirev.optim
 from minirev import fast_layers, layers
 from minirev.errors import UsageError
 from minirev.gpt import GPT, ops_for
+import minirev.model
+from minirev.mlm import MaskedGPT
 from minirev.model import FlatParams
 from minirev.optim import SGD, AdamW
 
@@ -50,14 +52,37 @@ def test_copies_and_pickles_get_their_own_flat_buffer():
     assert isinstance(model.params, FlatParams) and np.shares_memory(model.params["wte"], model.params.flat)
 
 
-def test_gradients_are_written_into_a_flat_buffer_too():
-    model = small_gpt(dropout=0.0)
+@pytest.mark.parametrize("kw", [dict(), dict(tied=True), dict(pos="rotary", dropout=0.0), dict(pos="none", tied=True),
+                                dict(masked=True)])
+def test_gradients_are_written_straight_into_a_flat_buffer(kw, monkeypatch):
+    """The GPT's backward writes every gradient into its view of the buffer: no copy, no stale number."""
+    kw = dict(kw)
+    model = (MaskedGPT(14, layers=2, width=16, heads=4, max_len=5, seed=0) if kw.pop("masked", False)
+             else small_gpt(**kw))
     tokens = np.random.default_rng(0).integers(0, 13, (6, 5))
-    _, grads = model.loss_and_grads(tokens)
-    assert isinstance(grads, FlatParams) and grads.keys() == model.params.keys()
-    _, cache = model.forward(model.params, tokens, np)
-    plain = model.backward(cache)
-    assert all(np.array_equal(grads[k], plain[k]) for k in plain)
+    copies = []
+    setitem = FlatParams.__setitem__
+
+    def counting(self, name, value):
+        copies.append(name) if value is not dict.get(self, name) else None
+        setitem(self, name, value)
+    model._grads.flat[:] = np.nan                         # whatever the last step left must not leak in
+    monkeypatch.setattr(FlatParams, "__setitem__", counting)
+    _, grads = model.loss_and_grads(tokens, rng=np.random.default_rng(3))
+    monkeypatch.undo()
+    assert isinstance(grads, FlatParams) and grads.keys() == model.params.keys() and grads.flat is model._grads.flat
+    assert copies == []                                   # tied too: the lookup's part adds in place
+    _, cache = model.forward(model.params, tokens, np, np.random.default_rng(3))
+    plain = model.backward(cache)                         # new arrays
+    assert all(not np.shares_memory(plain[k], grads.flat) and np.array_equal(grads[k], plain[k]) for k in plain)
+
+
+def test_a_model_with_no_backward_says_so():
+    class Empty(GPT):
+        backward_into = minirev.model.Model.backward_into
+    model = Empty(13, layers=1, width=8, heads=2, max_len=5)
+    with pytest.raises(NotImplementedError, match="neither backward nor backward_into"):
+        model.loss_and_grads(np.zeros((2, 5), dtype=int))
 
 
 @pytest.mark.parametrize("make", [lambda: AdamW(lr=0.01, weight_decay=0.1), lambda: SGD(lr=0.5)])
@@ -129,3 +154,48 @@ def test_attention_twin_agrees_and_feeds_the_plain_backward(rotary):
 
 def test_the_gpt_trains_with_the_twins_and_autograd_traces_the_plain_pairs():
     assert ops_for(np) is fast_layers and ops_for(anp) is layers
+
+
+def backward_twin_cases(rng):
+    """(name, plain backward, fast twin, cache, dout, number of parameter gradients) for each twin."""
+    f = rng.standard_normal
+    x, w, b = f((4, 3, 8)), f((8, 5)), f(5)
+    tokens = np.array([[1, 2, 1], [0, 1, 6]])
+    attn = (f((3, 5, 8)), f((8, 24)), f(24), f((8, 8)), f(8), 2, None, (rng.random((3, 2, 5, 5)) > 0.2) / 0.8)
+    rot = attn[:6] + (layers.rotary_tables(5, 4, np.float64, np),) + attn[7:]
+    return [("linear", layers.linear_backward, fast_layers.linear_backward,
+             layers.linear_forward(np, x, w, b)[1], f((4, 3, 5)), 2),
+            ("layernorm", layers.layernorm_backward, fast_layers.layernorm_backward,
+             layers.layernorm_forward(np, x, f(8), f(8))[1], f((4, 3, 8)), 2),
+            ("unembedding", layers.unembedding_backward, fast_layers.unembedding_backward,
+             layers.unembedding_forward(np, f((6, 8)), f((7, 8)))[1], f((6, 7)), 1),
+            ("embedding", layers.embedding_backward, fast_layers.embedding_backward,
+             layers.embedding_forward(np, tokens, f((7, 4)))[1], f((2, 3, 4)), 1),
+            ("positions", layers.position_embedding_backward, fast_layers.position_embedding_backward,
+             layers.position_embedding_forward(np, f((2, 3, 4)), f((5, 4)))[1], f((2, 3, 4)), 1),
+            ("attention", layers.attention_backward, fast_layers.attention_backward,
+             layers.attention_forward(np, *attn)[1], f((3, 5, 8)), 4),
+            ("attention rotary", layers.attention_backward, fast_layers.attention_backward,
+             layers.attention_forward(np, *rot)[1], f((3, 5, 8)), 4)]
+
+
+@pytest.mark.parametrize("case", range(7))
+def test_backward_twins_agree_with_the_plain_pairs_and_write_where_told(case):
+    name, plain, twin, cache, dout, n = backward_twin_cases(np.random.default_rng(case))[case]
+    want = plain(dout, cache)
+    want = want if isinstance(want, tuple) else (want,)
+    if name == "positions":
+        want = want[1:]                                   # dx is dout itself
+    got = twin(dout, cache)
+    got = got if isinstance(got, tuple) else (got,)
+    got = got[-n:]
+    assert len(got) == len(want[-n:])
+    for a, b in zip(got, want[-n:]):                      # the parameter gradients
+        assert np.allclose(a, b, rtol=1e-12, atol=1e-12), name
+    if len(want) > n:                                     # the input gradient
+        assert np.allclose(twin(dout, cache)[0], want[0], rtol=1e-12, atol=1e-12), name
+    outs = [np.full(a.shape, np.nan) for a in want[-n:]]  # stale buffers: every number is overwritten
+    written = twin(dout, cache, *outs)
+    written = written if isinstance(written, tuple) else (written,)
+    for out, w_, b in zip(outs, written[-n:], want[-n:]):
+        assert w_ is out and np.allclose(out, b, rtol=1e-12, atol=1e-12), name
