@@ -132,9 +132,9 @@ def attention_forward(xp, x, w_qkv, b_qkv, w_proj, b_proj, n_head, rope=None, dr
     return out, (xp, c_qkv, c_rot, q, k, v, c_soft, pd, c_drop, c_proj)
 
 
-
 def attention_backward(dout, cache, dw_qkv=None, db_qkv=None, dw_proj=None, db_proj=None):
     # (B, T, C) -> dx (B, T, C), dw_qkv (C, 3C), db_qkv (3C,), dw_proj (C, C), db_proj (C,)
+    # the steps of layers.attention_backward (read its comments there), in the same order
     xp, c_qkv, c_rot, q, k, v, c_soft, pd, c_drop, c_proj = cache
     B, H, T, D = q.shape
     dy, dw_proj, db_proj = linear_backward(dout, c_proj, dw_proj, db_proj)  # (B, T, C)

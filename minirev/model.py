@@ -1,7 +1,8 @@
 """What every minirev model shares: parameters, the loss interface, copies.
 
 A model is a functional ``forward(params, tokens, xp, rng) -> (loss, cache)``
-plus a hand-written ``backward(cache) -> grads``. Keeping the forward a pure
+plus a hand-written ``backward(cache) -> grads`` (or ``backward_into(cache,
+grads)``, which writes them into arrays already there). Keeping the forward a pure
 function of ``params`` is what lets the gradient check hand the very same
 function to autograd (``minirev/gradcheck.py``).
 
