@@ -494,6 +494,8 @@ def load_minirev(code, alias):
     """The minirev package of another checkout, imported under another name (one process holds both)."""
     import importlib.util
     folder = os.path.join(os.path.abspath(code), "minirev")
+    for name in [m for m in sys.modules if m == alias or m.startswith(alias + ".")]:
+        del sys.modules[name]                                         # a fresh load, submodules too
     spec = importlib.util.spec_from_file_location(alias, os.path.join(folder, "__init__.py"),
                                                   submodule_search_locations=[folder])
     module = importlib.util.module_from_spec(spec)

@@ -199,3 +199,21 @@ def test_backward_twins_agree_with_the_plain_pairs_and_write_where_told(case):
     written = written if isinstance(written, tuple) else (written,)
     for out, w_, b in zip(outs, written[-n:], want[-n:]):
         assert w_ is out and np.allclose(out, b, rtol=1e-12, atol=1e-12), name
+
+
+def test_same_bits_tells_an_unchanged_package_from_a_changed_one(tmp_path, capsys):
+    """benchmarks/same_bits.py, which backs the README's "the same bits as before", can fail."""
+    import importlib.util
+    import pathlib
+    import shutil
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("same_bits", repo / "benchmarks" / "same_bits.py")
+    same_bits = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(same_bits)
+    assert same_bits.main(["--code", str(repo), "--steps", "1"]) == 0
+    assert "0 of 12 variants differ" in capsys.readouterr().out
+    shutil.copytree(repo / "minirev", tmp_path / "minirev", ignore=shutil.ignore_patterns("__pycache__"))
+    optim = tmp_path / "minirev" / "optim.py"
+    optim.write_text(optim.read_text().replace("eps=1e-8", "eps=1.1e-8"))     # a change of AdamW's eps
+    assert same_bits.main(["--code", str(tmp_path), "--steps", "1"]) == 1
+    assert "12 of 12 variants differ" in capsys.readouterr().out
