@@ -8,11 +8,11 @@ import autograd.numpy as anp
 import numpy as np
 import pytest
 
+import minirev.model
 import minirev.optim
 from minirev import fast_layers, layers
 from minirev.errors import UsageError
 from minirev.gpt import GPT, ops_for
-import minirev.model
 from minirev.mlm import MaskedGPT
 from minirev.model import FlatParams
 from minirev.optim import SGD, AdamW
@@ -64,7 +64,8 @@ def test_gradients_are_written_straight_into_a_flat_buffer(kw, monkeypatch):
     setitem = FlatParams.__setitem__
 
     def counting(self, name, value):
-        copies.append(name) if value is not dict.get(self, name) else None
+        if value is not dict.get(self, name):             # not its own view: a copy into the buffer
+            copies.append(name)
         setitem(self, name, value)
     model._grads.flat[:] = np.nan                         # whatever the last step left must not leak in
     monkeypatch.setattr(FlatParams, "__setitem__", counting)
