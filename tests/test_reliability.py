@@ -116,7 +116,7 @@ def test_sigint_sent_to_a_real_process_at_a_random_moment(tmp_path):
             break
     time.sleep(np.random.default_rng().uniform(0, 0.2))
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=600)                 # a guard against a hang, not a time limit
+    _, err = proc.communicate()
     assert proc.returncode == 0 and "Traceback" not in err, err
     assert json.loads((tmp_path / "r.json").read_text())["config"]["epochs"] == 100
     assert len(os.listdir(tmp_path / "figs")) == 3
