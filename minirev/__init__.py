@@ -20,7 +20,7 @@ if "numpy" not in sys.modules:
         os.environ.setdefault(_var, "1")
 
 from .bilinear import Bilinear  # noqa: E402
-from .checkpoint import load_model, save_model  # noqa: E402
+from .machinery.checkpoint import load_model, save_model  # noqa: E402
 from .config import RunConfig  # noqa: E402
 from .data import chain_data, incontext_data, pairs_data, reversal_data  # noqa: E402
 from .errors import MinirevError, RunError, UsageError  # noqa: E402

@@ -14,11 +14,11 @@ from .bilinear_sweep import bilinear_sweep
 from .cures import run_cures
 from .experiments import (chain_step_by_step, draw_figures, embedding_similarity, make_dataset, make_model,
                           make_optimizer, run_experiment)
-from .checkpoint import collides
+from .machinery.checkpoint import collides
 from .errors import UsageError
-from .files import check_json_path, check_out_dir, remove_stale_temporaries, staged_writes, write_json
+from .machinery.files import check_json_path, check_out_dir, remove_stale_temporaries, staged_writes, write_json
 from .gradcheck import check_model
-from .limits import check_memory
+from .machinery.limits import check_memory
 from .model import Model
 from .plots import plot_bilinear, plot_cures, plot_similarity
 from .report import print_bilinear_table, print_report

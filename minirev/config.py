@@ -15,7 +15,7 @@ from typing import Optional
 
 from .backend import BACKENDS
 from .errors import UsageError
-from .parallel import cores
+from .machinery.parallel import cores
 
 EXPERIMENTS = ("reversal", "chain", "incontext")
 POS = ("none", "absolute", "rotary")

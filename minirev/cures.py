@@ -26,7 +26,7 @@ from .errors import RunError, UsageError
 from .experiments import alphabet_rank, make_dataset, make_model, make_optimizer
 from .one_layer import OneLayer
 from .optim import SGD
-from .parallel import run_all
+from .machinery.parallel import run_all
 from .report import say, verdict
 from .train import Trainer
 
@@ -137,7 +137,7 @@ def run_task(task):
 
 
 def run_tasks(tasks, jobs=1):
-    """run_task over every task, on `jobs` processes (minirev/parallel.py: each with cores // jobs BLAS
+    """run_task over every task, on `jobs` processes (minirev/machinery/parallel.py: each with cores // jobs BLAS
     threads, so two workers on two cores, not four threads); results in task order, the same bits."""
     return run_all(_run_task, tasks, jobs=jobs)
 

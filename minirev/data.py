@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import UsageError
-from .limits import readable
+from .errors import UsageError, readable
 
 DATA_LIMIT = 10 ** 9       # bytes: the largest word table a generator may build
 

@@ -19,3 +19,10 @@ class UsageError(MinirevError, ValueError):
 class RunError(MinirevError, RuntimeError):
     """The request was fine but running it failed (divergence, NaN, I/O)."""
     exit_code = 1
+
+
+def readable(nbytes):
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if nbytes >= size:
+            return f"{nbytes / size:.3g} {unit}" if nbytes < 1e15 else f"{nbytes:.2g} bytes"
+    return f"{nbytes:.0f} bytes"

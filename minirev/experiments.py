@@ -16,13 +16,13 @@ import numpy as np
 
 from . import plots
 from .backend import to_numpy
-from .checkpoint import RunFolder, check_folders, load_run
+from .machinery.checkpoint import RunFolder, check_folders, load_run
 from .config import RunConfig
 from .data import chain_data, incontext_data, reversal_data
 from .errors import UsageError
-from .limits import check_run_memory, check_seed
+from .machinery.limits import check_run_memory, check_seed
 from .model import Model
-from .parallel import run_all
+from .machinery.parallel import run_all
 from .report import progress, say
 from .trace import Trace
 from .train import Interrupts, Trainer
@@ -117,7 +117,7 @@ def _mean_history(histories):
 
 
 def train_seed(job, report):
-    """Train one seed: job = (cfg, seed, first?, the trace's out). The unit of work of minirev/parallel.py.
+    """Train one seed: job = (cfg, seed, first?, the trace's out). The unit of work of minirev/machinery/parallel.py.
 
     report(message) carries ("say", lines), ("eval", seed, epoch, record) and ("done", seed,
     epochs) to the parent's display (report.progress). Ctrl-C stops training cleanly between

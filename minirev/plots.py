@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .files import atomic_write  # noqa: E402
+from .machinery.files import atomic_write  # noqa: E402
 
 
 def _save(fig, path):

@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from minirev.checkpoint import load_model, save_model
+from minirev.machinery.checkpoint import load_model, save_model
 from minirev.config import RunConfig
 from minirev.errors import UsageError
 from minirev.experiments import run_experiment

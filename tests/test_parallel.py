@@ -1,4 +1,4 @@
-"""Seeds side by side (minirev/parallel.py): processes here, or a Dask cluster; the same numbers as one by one.
+"""Seeds side by side (minirev/machinery/parallel.py): processes here, or a Dask cluster; the same numbers as one by one.
 
 Run only these with: pytest tests/test_parallel.py
 """
@@ -10,7 +10,7 @@ import pytest
 from minirev.config import RunConfig
 from minirev.errors import UsageError
 from minirev.experiments import run_experiment
-from minirev.parallel import BLAS_VARS, blas_threads, cores, run_all
+from minirev.machinery.parallel import BLAS_VARS, blas_threads, cores, run_all
 
 pytestmark = pytest.mark.experiments
 

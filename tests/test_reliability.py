@@ -15,12 +15,12 @@ from matplotlib.figure import Figure
 
 from minirev import demo
 from minirev.bilinear import Bilinear
-from minirev.checkpoint import RunFolder, load_model, save_model
+from minirev.machinery.checkpoint import RunFolder, load_model, save_model
 from minirev.config import RunConfig
 from minirev.data import pairs_data
 from minirev.errors import RunError, UsageError
 from minirev.experiments import run_experiment
-from minirev.files import atomic_write
+from minirev.machinery.files import atomic_write
 from minirev.gpt import GPT
 from minirev.optim import SGD, AdamW
 from minirev.train import Trainer

@@ -3,6 +3,7 @@
 Run only these with: pytest -m structure
 """
 import ast
+import json
 import pathlib
 import subprocess
 import sys
@@ -17,17 +18,31 @@ from gradients import TOL, assert_gradients_match
 pytestmark = pytest.mark.structure
 
 PACKAGE = pathlib.Path(minirev.__file__).parent
-MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+# every module of the package by its dotted name below minirev: "layers", "machinery.checkpoint", ...
+MODULES = sorted(".".join(p.relative_to(PACKAGE).with_suffix("").parts) for p in PACKAGE.rglob("*.py")
+                 if p.stem != "__init__")
 MAX_LINES = 350
+# the student's core: the layers, the models, the optimisers, the loop, the trace, the check, the data,
+# the backend. It must never need the machinery (minirev/machinery/: checkpoints, files, limits, processes).
+CORE = ["backend", "errors", "layers", "model", "bilinear", "one_layer", "factorized", "gpt", "gpt_trace", "mlm",
+        "optim", "train", "trace", "gradcheck", "data"]
+
+
+def source(module):
+    return (PACKAGE / (module.replace(".", "/") + ".py")).read_text()
 
 
 def top_level_imports(module):
     """The package modules `module` imports when it is loaded (imports inside functions excluded)."""
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    tree = ast.parse(source(module))
+    here = module.split(".")[:-1]                       # the subpackage `module` sits in
     found = set()
     for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            found |= {node.module} if node.module else {a.name for a in node.names}
+        if isinstance(node, ast.ImportFrom) and node.level >= 1:
+            base = here[:len(here) - (node.level - 1)]
+            if node.module:
+                found.add(".".join(base + node.module.split(".")))
+            found |= {".".join(base + (node.module.split(".") if node.module else []) + [a.name]) for a in node.names}
     return found & set(MODULES)
 
 
@@ -53,6 +68,16 @@ def find_cycle(graph):
                 return cycle
 
 
+def reachable(graph, start):
+    """Every module `start` loads, directly or through the modules it imports."""
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
 def test_no_import_cycle_between_package_modules():
     graph = {m: top_level_imports(m) for m in MODULES}
     cycle = find_cycle(graph)
@@ -64,24 +89,67 @@ def test_the_cycle_finder_can_fail():
         ["checkpoint", "gpt", "model", "checkpoint"]
 
 
+def test_the_import_reader_sees_an_import_from_the_parent_package():
+    assert "model" in top_level_imports("machinery.checkpoint"), "checkpoint.py imports ..model"
+    assert "machinery.files" in top_level_imports("machinery.checkpoint"), "checkpoint.py imports .files"
+
+
+def test_the_core_never_imports_the_machinery():
+    graph = {m: top_level_imports(m) for m in MODULES}
+    assert set(CORE) <= set(MODULES), f"core modules missing: {set(CORE) - set(MODULES)}"
+    for module in CORE:
+        machinery = sorted(m for m in reachable(graph, module) if m.startswith("machinery."))
+        assert not machinery, f"minirev/{module}.py loads {', '.join(machinery)}: the core must not need the machinery"
+
+
+def test_the_fence_check_sees_a_planted_import():
+    graph = {"layers": {"model"}, "model": {"machinery.files"}, "machinery.files": set()}
+    assert reachable(graph, "layers") == {"model", "machinery.files"}
+
+
 def test_saving_and_the_models_do_not_know_each_other():
-    assert "checkpoint" not in top_level_imports("model"), "the base model must not import the checkpoint code"
-    models = {cls.__module__.rsplit(".", 1)[1] for cls in Model.registry.values()}
-    assert not models & top_level_imports("checkpoint"), "checkpoint.py finds models through the registry"
+    assert "machinery.checkpoint" not in top_level_imports("model"), "the base model must not import the checkpoint code"
+    models = {cls.__module__.split(".", 1)[1] for cls in Model.registry.values()}
+    assert not models & top_level_imports("machinery.checkpoint"), "checkpoint.py finds models through the registry"
+
+
+# Each module loaded alone, in one fresh interpreter: before each, every minirev module is forgotten and
+# a stand-in for the package is put in place, so its modules load from its folder but minirev/__init__.py
+# (which imports everything) never runs, and a module brings in only what it imports itself.
+ALONE = """import importlib, json, sys, types
+loaded = {{}}
+for module in {modules!r}:
+    for name in [k for k in sys.modules if k == "minirev" or k.startswith("minirev.")]:
+        del sys.modules[name]
+    package = types.ModuleType("minirev")
+    package.__path__ = [{folder!r}]
+    sys.modules["minirev"] = package
+    try:
+        importlib.import_module("minirev." + module)
+    except Exception as e:
+        loaded[module] = "FAILED: " + repr(e)
+        continue
+    loaded[module] = sorted(k[len("minirev."):] for k in sys.modules if k.startswith("minirev."))
+print(json.dumps(loaded))
+"""
 
 
 def test_every_module_imports_on_its_own():
-    """Each module in a fresh interpreter, alone: an import cycle or a missing import fails here."""
-    script = "import importlib, sys\n" + "".join(
-        f"[sys.modules.pop(k) for k in list(sys.modules) if k.startswith('minirev')]\n"
-        f"importlib.import_module('minirev.{m}')\n" for m in MODULES)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    """A missing import fails here, and a core module that pulls in the machinery is named."""
+    proc = subprocess.run([sys.executable, "-c", ALONE.format(folder=str(PACKAGE), modules=MODULES)],
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+    loaded = json.loads(proc.stdout)
+    failed = {m: v for m, v in loaded.items() if isinstance(v, str)}
+    assert not failed, f"these modules do not import on their own: {failed}"
+    for module in CORE:
+        machinery = [m for m in loaded[module] if m.startswith("machinery")]
+        assert not machinery, f"minirev.{module} loads {machinery}: the core must not need the machinery"
 
 
 @pytest.mark.parametrize("module", MODULES)
 def test_no_package_file_is_too_long_to_read(module):
-    lines = len((PACKAGE / f"{module}.py").read_text().splitlines())
+    lines = len(source(module).splitlines())
     assert lines <= MAX_LINES, f"minirev/{module}.py has {lines} lines: split it by concept"
 
 

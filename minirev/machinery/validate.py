@@ -11,8 +11,8 @@ import zipfile
 
 import numpy as np
 
-from .errors import UsageError
-from .limits import MEMORY_LIMIT, readable
+from ..errors import UsageError, readable
+from .limits import MEMORY_LIMIT
 
 MAX_EPOCHS = 10 ** 6          # as RunConfig's --epochs: far beyond any run of this package
 DAMAGED = "the file is damaged or was edited"

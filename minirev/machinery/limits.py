@@ -8,7 +8,7 @@ The limit is half the machine's physical memory.
 """
 import os
 
-from .errors import UsageError
+from ..errors import UsageError, readable
 
 
 def physical_memory():
@@ -19,13 +19,6 @@ def physical_memory():
 
 
 MEMORY_LIMIT = physical_memory() // 2
-
-
-def readable(nbytes):
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
-        if nbytes >= size:
-            return f"{nbytes / size:.3g} {unit}" if nbytes < 1e15 else f"{nbytes:.2g} bytes"
-    return f"{nbytes:.0f} bytes"
 
 
 def check_memory(what, nbytes, fix, limit=None):

@@ -27,10 +27,10 @@ import re
 
 import numpy as np
 
-from .backend import to_backend
-from .errors import RunError, UsageError
+from ..backend import to_backend
+from ..errors import RunError, UsageError
 from .files import TMP_NAME, atomic_write, check_name, check_out_dir, remove_stale_temporaries, umask
-from .model import Model
+from ..model import Model
 from .validate import DAMAGED, check_history, check_position, check_rng, check_state_types, read_npz, same_type
 
 FORMAT_VERSION = 2           # 2: the position within an epoch (batch) and the lock

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from .errors import RunError, UsageError
+from ..errors import RunError, UsageError
 
 TMP_PREFIX = ".minirev-tmp-"
 TMP_NAME = re.compile(re.escape(TMP_PREFIX) + r"[a-z0-9_]{8}\Z")      # what mkstemp makes of the prefix

@@ -33,7 +33,7 @@ from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 INSTALL_DASK = 'pip install -e ".[cluster]" (dask[distributed])'

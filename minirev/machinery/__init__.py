@@ -1,0 +1,12 @@
+"""The machinery that makes runs safe and parallel: none of it is needed to follow a training step.
+
+    checkpoint.py   save and resume a run (state.json + one arrays .npz), save_model / load_model
+    validate.py     every field of a checkpoint checked before anything is loaded
+    files.py        output paths checked before training, atomic writes, figures and JSON together
+    limits.py       memory estimates: a run too large is refused before anything is allocated
+    parallel.py     seeds side by side: processes here, or a Dask cluster
+
+The student's core (layers, models, optimisers, the training loop, the trace, the
+gradient check, the data, the backend) never imports this package
+(tests/test_structure.py checks it).
+"""
