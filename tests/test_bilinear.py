@@ -20,6 +20,15 @@ def random_theta_model(dim, vocab=30, seed=0):
     return model
 
 
+def first_difference(a, b):
+    """Where two histories (lists of records) first differ, for an assertion message."""
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            keys = sorted(k for k in x.keys() | y.keys() if x.get(k) != y.get(k))
+            return f"record {i}: " + ", ".join(f"{k} {x.get(k)!r} vs {y.get(k)!r}" for k in keys)
+    return f"{len(a)} records vs {len(b)}"
+
+
 @pytest.mark.parametrize("dim", [8, None], ids=["gaussian", "one-hot"])
 def test_hand_gradient_of_theta_matches_autograd(dim):
     tokens = np.random.default_rng(2).integers(0, 30, (25, 2))
@@ -40,7 +49,8 @@ def test_gradient_check_catches_a_wrong_gradient(mistake, monkeypatch):
 def test_effective_weight_is_the_logit():
     model = random_theta_model(8)
     logits = model.logits(np.array([[3, 0]]))[0, 0]
-    assert model.effective_weight(3, 7) == pytest.approx(logits[7], rel=1e-12)
+    assert model.effective_weight(3, 7) == pytest.approx(logits[7], rel=1e-12), (
+        f"effective_weight(3, 7) = {model.effective_weight(3, 7)!r}, but the logit of 7 after 3 is {logits[7]!r}")
 
 
 def test_trace_terms_add_up_to_the_actual_change_of_both_weights():
@@ -54,9 +64,12 @@ def test_trace_terms_add_up_to_the_actual_change_of_both_weights():
         opt.step(model.params, model.loss_and_grads(data.train)[1])
         after = model.watch(pair)
         for name in before:
-            assert sum(v for _, v in terms[name]) == pytest.approx(after[name] - before[name], abs=1e-12)
+            explained, actual = sum(v for _, v in terms[name]), after[name] - before[name]
+            assert explained == pytest.approx(actual, abs=1e-12), (
+                f"{name}: the trace terms sum to {explained!r}, but the step moved it by {actual!r}")
     # the forward weight's largest push is the pair's own sentence
-    assert terms[f"W({x}->{y})"][0][0] == f"[{x} -> {y}]"
+    assert terms[f"W({x}->{y})"][0][0] == f"[{x} -> {y}]", (
+        f"W({x}->{y})'s largest term should be the sentence [{x} -> {y}], got {terms[f'W({x}->{y})'][:3]}")
 
 
 def test_one_hot_reverse_weight_never_moves():
@@ -64,9 +77,11 @@ def test_one_hot_reverse_weight_never_moves():
     _, results = bilinear_sweep(dims=[None], vocab=60, pairs=12, held_out=4, lr=20.0, steps=200, out=None)
     r = results[0]
     assert r["train_end"] < 0.05, "the training loss should fall"
-    assert r["reverse_weights"] == [0.0] * 4, "one-hot reverse weights must stay exactly 0"
-    assert r["reverse_probs"] == [1 / 60] * 4, "held-out p(x | y) must stay exactly 1/m"
-    assert r["reversal_end"] == pytest.approx(math.log(60), abs=1e-6)
+    assert r["reverse_weights"] == [0.0] * 4, f"one-hot reverse weights must stay exactly 0: {r['reverse_weights']}"
+    assert r["reverse_probs"] == [1 / 60] * 4, (
+        f"held-out p(x | y) must stay exactly 1/m = {1 / 60!r}: {r['reverse_probs']}")
+    assert r["reversal_end"] == pytest.approx(math.log(60), abs=1e-6), (
+        f"the reversal loss should stay log m = {math.log(60):.6f}, got {r['reversal_end']!r}")
 
 
 def test_gaussian_training_loss_falls_while_reversal_loss_stays_above_log_m():
@@ -76,15 +91,17 @@ def test_gaussian_training_loss_falls_while_reversal_loss_stays_above_log_m():
     r = results[0]
     assert r["train_end"] < 0.01, f"training loss {r['train_end']}"
     assert r["reversal_end"] >= math.log(200), f"reversal loss {r['reversal_end']} fell below log m"
-    assert r["forward_weight"] > 5 and abs(r["reverse_weight"]) < 1
+    assert r["forward_weight"] > 5 and abs(r["reverse_weight"]) < 1, (
+        f"want W(x->y) > 5 and |W(y->x)| < 1: forward {r['forward_weight']:.3f}, reverse {r['reverse_weight']:.3f}")
 
 
 def test_same_seed_same_numbers_bit_for_bit():
     a = bilinear_sweep(dims=[32], steps=50, out=None)[1][0]
     b = bilinear_sweep(dims=[32], steps=50, out=None)[1][0]
     c = bilinear_sweep(dims=[32], steps=50, seed=1, out=None)[1][0]
-    assert a["history"] == b["history"]
-    assert a["history"] != c["history"]
+    assert a["history"] == b["history"], (
+        f"the same seed gave other numbers: {first_difference(a['history'], b['history'])}")
+    assert a["history"] != c["history"], "seed 1 gave the same history as seed 0: the seed is not used"
 
 
 def test_nan_loss_stops_training_with_the_step():
@@ -98,14 +115,14 @@ def test_nan_loss_stops_training_with_the_step():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(dims=[0]), "dimension must be an integer >= 1"),
-    (dict(held_out=60), "held-out pairs must be between 0 and the number of pairs"),
-    (dict(vocab=50), "too small for 50 pairs"),
-    (dict(lr=-1.0), "learning rate must be a finite number > 0"),
-    (dict(lr=float("nan")), "learning rate must be a finite number > 0"),
-    (dict(backend="tpu"), "unknown backend 'tpu'"),
+    pytest.param(dict(dims=[0]), "dimension must be an integer >= 1", id="dims=[0]"),
+    pytest.param(dict(held_out=60), "held-out pairs must be between 0 and the number of pairs", id="held_out=60"),
+    pytest.param(dict(vocab=50), "too small for 50 pairs", id="vocab=50"),
+    pytest.param(dict(lr=-1.0), "learning rate must be a finite number > 0", id="lr=-1"),
+    pytest.param(dict(lr=float("nan")), "learning rate must be a finite number > 0", id="lr=nan"),
+    pytest.param(dict(backend="tpu"), "unknown backend 'tpu'", id="backend=tpu"),
 ])
 def test_bad_input_gets_a_one_line_error(kwargs, message):
     with pytest.raises(UsageError, match=message) as info:
         bilinear_sweep(**{**dict(dims=[8], steps=2, out=None), **kwargs})
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value), f"the error should be one line, got:\n{info.value}"

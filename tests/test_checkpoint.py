@@ -11,11 +11,25 @@ import pytest
 from minirev.machinery.checkpoint import load_model, save_model
 from minirev.config import RunConfig
 from minirev.errors import UsageError
-from minirev.experiments import run_experiment
+from minirev.running import run_experiment
 
 pytestmark = pytest.mark.train
 
 SMALL = RunConfig(layers=1, width=16, heads=2, batch_size=16, vocab=40, seed=3)
+
+
+def first_difference(a, b):
+    """Where two histories (lists of records) first differ, for an assertion message."""
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            keys = sorted(k for k in x.keys() | y.keys() if x.get(k) != y.get(k))
+            return f"record {i}: " + ", ".join(f"{k} {x.get(k)!r} vs {y.get(k)!r}" for k in keys)
+    return f"{len(a)} records vs {len(b)}"
+
+
+def files_changed(before, after):
+    """The names whose bytes differ between two {name: bytes} snapshots of a folder (added and removed too)."""
+    return sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
 
 
 def run(epochs, **extra):
@@ -29,10 +43,14 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
     _, resumed = run(6, resume=str(tmp_path / "ck"))
     for name, value in whole.model.params.items():
         assert np.array_equal(value, resumed.model.params[name]), f"{name} differs after resuming"
-    assert whole.history == resumed.history
-    assert resumed.epoch == 6 and resumed.step == whole.step
+    assert whole.history == resumed.history, (
+        f"the resumed run's history differs: {first_difference(whole.history, resumed.history)}")
+    assert resumed.epoch == 6 and resumed.step == whole.step, (
+        f"the resumed run ends at epoch {resumed.epoch}, step {resumed.step}; "
+        f"the uninterrupted one at epoch 6, step {whole.step}")
     for name in whole.optimizer.m:
-        assert np.array_equal(whole.optimizer.m[name], resumed.optimizer.m[name])
+        assert np.array_equal(whole.optimizer.m[name], resumed.optimizer.m[name]), (
+            f"AdamW's first moment m[{name}] differs after resuming")
 
 
 def test_save_every_keeps_one_complete_checkpoint(tmp_path):
@@ -40,7 +58,9 @@ def test_save_every_keeps_one_complete_checkpoint(tmp_path):
     files = sorted(os.listdir(tmp_path / "ck"))
     assert files[-1] == "state.json" and len(files) == 2, f"one arrays file and state.json, got {files}"
     state = json.loads((tmp_path / "ck" / "state.json").read_text())
-    assert state["epoch"] == 4 and state["arrays"] == files[0]
+    assert state["epoch"] == 4 and state["arrays"] == files[0], (
+        f"state.json should record epoch 4 and name the arrays file {files[0]}: "
+        f"epoch {state['epoch']!r}, arrays {state['arrays']!r}")
 
 
 @pytest.fixture
@@ -50,10 +70,10 @@ def checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(width=32), "made with --width 16, this run asks for 32"),
-    (dict(model="bilinear"), "made with --model gpt"),
-    (dict(vocab=80), "made with --vocab 40"),
-    (dict(seed=4), "made with --seed 3"),
+    pytest.param(dict(width=32), "made with --width 16, this run asks for 32", id="width=32"),
+    pytest.param(dict(model="bilinear"), "made with --model gpt", id="model=bilinear"),
+    pytest.param(dict(vocab=80), "made with --vocab 40", id="vocab=80"),
+    pytest.param(dict(seed=4), "made with --seed 3", id="seed=4"),
 ])
 def test_resuming_with_other_options_names_what_differs(checkpoint, change, message):
     with pytest.raises(UsageError, match=message):
@@ -78,16 +98,20 @@ def corrupt(folder, how):
         arrays.unlink()
 
 
-@pytest.mark.parametrize("how, message", [
-    ("truncated arrays", "corrupted"), ("flipped byte", "corrupted"), ("truncated state", "truncated or corrupted"),
-    ("newer format", "newer minirev"), ("missing arrays", "is missing")])
+DAMAGES = [("truncated arrays", "corrupted"), ("flipped byte", "corrupted"),
+           ("truncated state", "truncated or corrupted"), ("newer format", "newer minirev"),
+           ("missing arrays", "is missing")]
+
+
+@pytest.mark.parametrize("how, message", DAMAGES, ids=[how for how, _ in DAMAGES])
 def test_a_damaged_checkpoint_is_refused_and_left_in_place(checkpoint, how, message):
     corrupt(checkpoint, how)
     before = {p.name: p.read_bytes() for p in checkpoint.iterdir()}
     with pytest.raises(UsageError, match=message) as info:
         run(4, resume=str(checkpoint))
-    assert "\n" not in str(info.value)
-    assert {p.name: p.read_bytes() for p in checkpoint.iterdir()} == before, "nothing may be overwritten"
+    assert "\n" not in str(info.value), f"the refusal should be one line, got:\n{info.value}"
+    after = {p.name: p.read_bytes() for p in checkpoint.iterdir()}
+    assert after == before, f"nothing may be overwritten, but {files_changed(before, after)} changed"
 
 
 def set_arrays(folder, state, data):
@@ -143,48 +167,54 @@ def replaced_arrays(change):
     return edit
 
 
-TAMPERED = [  # (how the checkpoint is edited, what the refusal says)
-    (setting("step", "12"), "'step' should be a whole number"),
-    (setting("epoch", "2"), "'epoch' should be a whole number"),
-    (setting("format", "2"), "'format' should be a whole number"),
-    (setting("format", None), "'format' should be a whole number"),
-    (setting("optimizer.t", "12"), "'optimizer' should hold a name"),
-    (without("config"), "'config' is missing"),
-    (without("arrays"), "'arrays' is missing"),
-    (without("sha256"), "'sha256' is missing"),
-    (without("rng"), "'rng' is missing"),
-    (without("optimizer"), "'optimizer' is missing"),
-    (setting("history", "[]"), "'history' should be a list"),
-    (setting("history", {}), "'history' should be a list"),
-    (setting("history", None), "'history' should be a list"),
-    (setting("history", []), "the history has 0 records"),
-    (setting("history", [{"epoch": "0", "step": 0}]), "each history record should be an object"),
-    (setting("rng.shuffle", {}), "rng.shuffle is not a PCG64 generator state"),
-    (setting("config.width", "16"), "config.width is '16' .a str., where this run's --width is a int"),
-    (setting("step", 10 ** 30), "step 1000000000000000000000000000000 does not match epoch 2"),
-    (setting("step", -1), "step -1 does not match"),
-    (setting("epoch", 10 ** 9), "epoch 1000000000 is outside 0..1000000"),
-    (setting("epoch", -5), "epoch -5 is outside"),
-    (setting("batch", 99), "batch 99 is outside 0..1"),
-    (setting("seconds", -1.0), "'seconds' should be a finite number"),
-    (setting("arrays", "arrays-000000099.npz"), "names the arrays file 'arrays-000000099.npz'"),
-    (outside, "names the arrays file '../outside.npz'"),
-    (setting("arrays", "/etc/passwd"), "names the arrays file '/etc/passwd'"),
-    (lambda folder, state: set_arrays(folder, state, np.lib.format.magic(1, 0) + bytes(100)),
+TAMPERED = [  # (the test's id, how the checkpoint is edited, what the refusal says)
+    ("step a string", setting("step", "12"), "'step' should be a whole number"),
+    ("epoch a string", setting("epoch", "2"), "'epoch' should be a whole number"),
+    ("format a string", setting("format", "2"), "'format' should be a whole number"),
+    ("format null", setting("format", None), "'format' should be a whole number"),
+    ("optimizer.t a string", setting("optimizer.t", "12"), "'optimizer' should hold a name"),
+    ("no config", without("config"), "'config' is missing"),
+    ("no arrays", without("arrays"), "'arrays' is missing"),
+    ("no sha256", without("sha256"), "'sha256' is missing"),
+    ("no rng", without("rng"), "'rng' is missing"),
+    ("no optimizer", without("optimizer"), "'optimizer' is missing"),
+    ("history a string", setting("history", "[]"), "'history' should be a list"),
+    ("history an object", setting("history", {}), "'history' should be a list"),
+    ("history null", setting("history", None), "'history' should be a list"),
+    ("history empty", setting("history", []), "the history has 0 records"),
+    ("history record's epoch a string", setting("history", [{"epoch": "0", "step": 0}]),
+     "each history record should be an object"),
+    ("rng.shuffle empty", setting("rng.shuffle", {}), "rng.shuffle is not a PCG64 generator state"),
+    ("config.width a string", setting("config.width", "16"),
+     "config.width is '16' .a str., where this run's --width is a int"),
+    ("step 10**30", setting("step", 10 ** 30), "step 1000000000000000000000000000000 does not match epoch 2"),
+    ("step -1", setting("step", -1), "step -1 does not match"),
+    ("epoch 10**9", setting("epoch", 10 ** 9), "epoch 1000000000 is outside 0..1000000"),
+    ("epoch -5", setting("epoch", -5), "epoch -5 is outside"),
+    ("batch 99", setting("batch", 99), "batch 99 is outside 0..1"),
+    ("seconds -1", setting("seconds", -1.0), "'seconds' should be a finite number"),
+    ("arrays file not there", setting("arrays", "arrays-000000099.npz"),
+     "names the arrays file 'arrays-000000099.npz'"),
+    ("arrays file outside the folder", outside, "names the arrays file '../outside.npz'"),
+    ("arrays file an absolute path", setting("arrays", "/etc/passwd"), "names the arrays file '/etc/passwd'"),
+    ("arrays not an npz", lambda folder, state: set_arrays(folder, state, np.lib.format.magic(1, 0) + bytes(100)),
      "not a readable minirev file"),
-    (lambda folder, state: set_arrays(folder, state, huge_header_npz()), "claims 400 GB"),
-    (replaced_arrays(lambda a: [a.pop(k) for k in list(a) if k.startswith("opt.")]), "lacks opt.m"),
-    (replaced_arrays(lambda a: a.update({k: a[k][:1] for k in a if k.startswith("opt.m.")})),
+    ("arrays claim 400 GB", lambda folder, state: set_arrays(folder, state, huge_header_npz()), "claims 400 GB"),
+    ("no optimizer arrays", replaced_arrays(lambda a: [a.pop(k) for k in list(a) if k.startswith("opt.")]),
+     "lacks opt.m"),
+    ("optimizer moments cut short",
+     replaced_arrays(lambda a: a.update({k: a[k][:1] for k in a if k.startswith("opt.m.")})),
      "should be floats of shape"),
-    (replaced_arrays(lambda a: a.update({"param.wte": np.full(a["param.wte"].shape, "x")})),
+    ("param.wte strings", replaced_arrays(lambda a: a.update({"param.wte": np.full(a["param.wte"].shape, "x")})),
      "param.wte should be floats"),
-    (replaced_arrays(lambda a: a.update({"param.wte": a["param.wte"].astype(np.int8)})),
+    ("param.wte int8", replaced_arrays(lambda a: a.update({"param.wte": a["param.wte"].astype(np.int8)})),
      "param.wte should be floats"),
-    (replaced_arrays(lambda a: a.update({"extra": np.zeros(3)})), "has unexpected extra"),
+    ("an extra array", replaced_arrays(lambda a: a.update({"extra": np.zeros(3)})), "has unexpected extra"),
 ]
 
 
-@pytest.mark.parametrize("edit, message", TAMPERED, ids=[m[:40] for _, m in TAMPERED])
+@pytest.mark.parametrize("edit, message", [pytest.param(edit, message, id=name)
+                                           for name, edit, message in TAMPERED])
 def test_a_tampered_checkpoint_is_refused_in_one_line(checkpoint, edit, message):
     state = json.loads((checkpoint / "state.json").read_text())
     edit(checkpoint, state)
@@ -192,11 +222,13 @@ def test_a_tampered_checkpoint_is_refused_in_one_line(checkpoint, edit, message)
     before = {p.name: p.read_bytes() for p in checkpoint.iterdir()}
     with pytest.raises(UsageError, match=message) as info:
         run(4, resume=str(checkpoint))
-    assert "\n" not in str(info.value)
-    assert {p.name: p.read_bytes() for p in checkpoint.iterdir()} == before, "nothing may be overwritten"
+    assert "\n" not in str(info.value), f"the refusal should be one line, got:\n{info.value}"
+    after = {p.name: p.read_bytes() for p in checkpoint.iterdir()}
+    assert after == before, f"nothing may be overwritten, but {files_changed(before, after)} changed"
 
 
-@pytest.mark.parametrize("text", ["[]", "null", "5", '"a string"', "[" * 200000 + "]" * 200000])
+@pytest.mark.parametrize("text", ["[]", "null", "5", '"a string"', "[" * 200000 + "]" * 200000],
+                         ids=["a list", "null", "a number", "a string", "a list nested 200000 deep"])
 def test_a_state_file_that_is_not_an_object_is_refused(checkpoint, text):
     (checkpoint / "state.json").write_text(text)
     with pytest.raises(UsageError, match="not a checkpoint|not valid JSON"):
@@ -207,9 +239,13 @@ def test_model_save_and_load_round_trip(tmp_path):
     _, trainer = run(1)
     path = save_model(trainer.model, str(tmp_path / "m.npz"))
     twin = load_model(path)
-    assert twin.kind == "gpt" and twin.config == trainer.model.config
+    assert twin.kind == "gpt" and twin.config == trainer.model.config, (
+        f"the loaded model should be the saved gpt: kind {twin.kind!r}, config {twin.config} "
+        f"vs {trainer.model.config}")
     for name, value in trainer.model.params.items():
-        assert np.array_equal(value, twin.params[name]) and twin.params[name].dtype == value.dtype
+        assert np.array_equal(value, twin.params[name]) and twin.params[name].dtype == value.dtype, (
+            f"{name} differs after save and load: dtype {twin.params[name].dtype} (saved {value.dtype}), "
+            f"same values: {np.array_equal(value, twin.params[name])}")
     (tmp_path / "bad.npz").write_bytes(b"not a zip file")
     with pytest.raises(UsageError, match="truncated or corrupted"):
         load_model(str(tmp_path / "bad.npz"))

@@ -19,7 +19,7 @@ DATA = relation_pairs_data(pairs=20, both=14)          # 0 "->", 1 "<-", A_i = 2
 A, B = DATA.info["A"], DATA.info["B"]
 
 
-@pytest.mark.parametrize("rank", [3, None])
+@pytest.mark.parametrize("rank", [3, None], ids=["rank=3", "full rank"])
 def test_gradients_of_both_factors_match_autograd(rank):
     model = Factorized(9, rank=rank, seed=1, init_scale=0.5)
     model.params["Z"] = np.random.default_rng(2).standard_normal((9, 9)).astype(model.dtype)
@@ -32,14 +32,17 @@ def test_a_missing_transpose_fails_the_check():
     tokens = np.random.default_rng(3).integers(0, 9, (10, 4))
     model.backward_decoder = lambda dY, p: {"W_V": dY @ p["W_O"], "W_O": p["W_V"].T @ dY}   # W_O not transposed
     ok, rows = check_model(model, tokens, tol=TOL, out=None)
-    assert not ok and next(r for r in rows if r["name"] == "W_V")["rel_error"] > 0.1
+    assert not ok and next(r for r in rows if r["name"] == "W_V")["rel_error"] > 0.1, (
+        f"a dW_V without its transpose should fail the check with a relative error > 0.1: {rows}")
 
 
 def test_the_product_gives_the_same_logits_as_the_combined_model():
     fact = Factorized(DATA.vocab_size, seed=0, init_scale=0.3, dtype=np.float64)
     combined = OneLayer(DATA.vocab_size, dtype=np.float64)
     combined.params["Y"] = fact.params["W_V"] @ fact.params["W_O"]
-    assert np.allclose(fact.logits(DATA.train), combined.logits(DATA.train), rtol=0, atol=1e-12)
+    ours, theirs = fact.logits(DATA.train), combined.logits(DATA.train)
+    assert np.allclose(ours, theirs, rtol=0, atol=1e-12), (
+        f"W_V W_O and Y = W_V @ W_O give other logits: max |difference| {np.abs(ours - theirs).max():.3e} > 1e-12")
 
 
 def trained(model, steps=30, lr=10.0):
@@ -54,11 +57,13 @@ def test_the_held_out_reverse_entry_moves_only_in_the_factorized_model():
     a, b = int(A[-1]), int(B[-1])                          # the last pair is trained only as A -> B
     combined = trained(OneLayer(DATA.vocab_size, dtype=np.float64))
     fact = trained(Factorized(DATA.vocab_size, seed=0, dtype=np.float64))
-    assert combined.params["Y"][b, a] == 0.0
+    assert combined.params["Y"][b, a] == 0.0, (
+        f"combined model: Y[{b},{a}] of a held-out pair moved to {combined.params['Y'][b, a]!r}; row B has no gradient")
     Y = fact.params["W_V"] @ fact.params["W_O"]
     start = Factorized(DATA.vocab_size, seed=0, dtype=np.float64)
     Y0 = start.params["W_V"] @ start.params["W_O"]
-    assert Y[b, a] != Y0[b, a], "a product of two trained factors moves every entry of Y"
+    assert Y[b, a] != Y0[b, a], (
+        f"a product of two trained factors moves every entry of Y, but Y[{b},{a}] stayed {Y0[b, a]!r}")
 
 
 def test_trace_of_the_product_is_first_order():

@@ -145,8 +145,9 @@ def test_notebook_runs_blank_in_a_kernel(name, runs):
         for output in cell.get("outputs", []):
             text.append("".join(output.get("text", "")))
             images += "image/png" in output.get("data", {})
-    verdicts = [v for _, v in exercise_lines("".join(text))]
-    assert all(v == "not done yet" for v in verdicts), f"{name}.ipynb, blank: every check should say 'not done yet', got {verdicts}"
+    for exercise_name, verdict in exercise_lines("".join(text)):
+        assert verdict == "not done yet", (
+            f"{name}.ipynb, blank: every check should say 'not done yet', but {exercise_name} says {verdict!r}")
     assert images, f"{name}.ipynb showed no figure inline"
 
 
@@ -162,7 +163,8 @@ def test_notebook_is_in_sync_with_its_script(name):
                                           f"jupytext --to ipynb --set-kernel python3 lessons/{name}.py")
     with open(path + ".ipynb", encoding="utf-8") as f:
         nb = json.load(f)
-    assert all(not c.get("outputs") for c in nb["cells"]), f"{name}.ipynb has outputs: commit it stripped"
+    for number, cell in enumerate(nb["cells"], 1):
+        assert not cell.get("outputs"), f"{name}.ipynb has outputs (cell {number} first): commit it stripped"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -206,25 +208,29 @@ def _check(monkeypatch):
     ("negated", "wrong sign"),
     ("divided by 7", "factor 1/7"),
     ("a row short", "shape"),
-])
+], ids=["transposed", "doubled", "negated", "divided by 7", "a row short"])
 def test_check_says_what_is_wrong(mistake, says, monkeypatch, capsys):
     import numpy as np
     check = _check(monkeypatch).check
     e = np.random.default_rng(0).standard_normal((4, 4))
     wrong = {"transposed": e.T, "doubled": 2 * e, "negated": -e, "divided by 7": e / 7, "a row short": e[:3]}[mistake]
-    assert not check("x", wrong, e)
+    ok = check("x", wrong, e)
     line = capsys.readouterr().out.strip()
+    assert not ok, f"check passed an answer {mistake}: it printed {line}"
     assert line.startswith("exercise x: FAIL") and says in line, f"for an answer {mistake}, check printed: {line}"
 
 
 def test_check_gives_scalar_factors_and_wrong_entries(monkeypatch, capsys):
     check = _check(monkeypatch).check
-    assert not check("x", 0.0104849 / 90, 0.0104849)
-    assert "yours is 1/90 of the expected value" in capsys.readouterr().out
-    assert not check("x", 7 * 0.5, 0.5)
-    assert "yours is 7 times the expected value" in capsys.readouterr().out
-    assert not check("x", [1.0, 2.0, 3.5, 4.0], [1.0, 2.0, 3.0, 4.0])
+    for yours, expected, says in [(0.0104849 / 90, 0.0104849, "yours is 1/90 of the expected value"),
+                                  (7 * 0.5, 0.5, "yours is 7 times the expected value")]:
+        ok = check("x", yours, expected)
+        line = capsys.readouterr().out
+        assert not ok, f"check passed {yours!r} for an expected {expected!r}: it printed {line}"
+        assert says in line, f"for {yours!r} instead of {expected!r}, check should say {says!r}; it printed {line}"
+    ok = check("x", [1.0, 2.0, 3.5, 4.0], [1.0, 2.0, 3.0, 4.0])
     line = capsys.readouterr().out
+    assert not ok, f"check passed [1, 2, 3.5, 4] for an expected [1, 2, 3, 4]: it printed {line}"
     assert "1 of 4 entries wrong: [2] yours 3.5, expected 3" in line, line
 
 
@@ -236,7 +242,13 @@ def test_check_says_ok_not_done_yet_and_hint(monkeypatch, capsys):
     def not_done():
         raise NotImplementedError("exercise: your code here")
 
-    assert exercise.check("x", lambda: e.copy(), e) and capsys.readouterr().out.strip() == "exercise x: OK"
-    assert not exercise.check("x", not_done, e) and capsys.readouterr().out.strip() == "exercise x: not done yet"
+    ok = exercise.check("x", lambda: e.copy(), e)
+    line = capsys.readouterr().out.strip()
+    assert ok and line == "exercise x: OK", f"a right answer: check returned {ok} and printed {line!r}"
+    ok = exercise.check("x", not_done, e)
+    line = capsys.readouterr().out.strip()
+    assert not ok and line == "exercise x: not done yet", (
+        f"an exercise not done yet: check returned {ok} and printed {line!r}")
     said = exercise.verdict(e * 0, e, mistakes=[("all zeros: a missing sum?", lambda: e * 0)])
-    assert said.startswith("FAIL") and said.endswith("hint: all zeros: a missing sum?")
+    assert said.startswith("FAIL") and said.endswith("hint: all zeros: a missing sum?"), (
+        f"a listed mistake should FAIL with its hint 'all zeros: a missing sum?', the verdict is {said!r}")

@@ -49,7 +49,7 @@ def sgd_for(tokens, lr_Z=0.0):
 
 # ------------------------------------------------------------------ 1. gradient check
 
-@pytest.mark.parametrize("T", [3, 5])
+@pytest.mark.parametrize("T", [3, 5], ids=["T=3", "T=5"])
 def test_backward_matches_autograd(T):
     rng = np.random.default_rng(T)
     tokens = rng.integers(0, 6, size=(8, T))   # 6 tokens for 8 x T slots: repeats inside sentences
@@ -114,15 +114,22 @@ def test_training_sentences_are_learned(reversal_run):
 
 def test_forward_weight_Y_AB_grows_every_step(reversal_run):
     growth = np.diff(reversal_run["Y_AB"], axis=0)                  # (STEPS, N_PAIRS)
-    assert (growth > 0).all(), "Y[A, B] must rise at every step for every pair"
-    assert reversal_run["Y_AB"][-1].mean() > 5, "Y[A, B] should be large after 100 steps (lesson 4 measures 11.8)"
+    stalled = np.argwhere(~(growth > 0))[:1]               # for the message: the first (step, pair) that did not rise
+    assert (growth > 0).all(), "Y[A, B] must rise at every step for every pair" + "".join(
+        f"; pair {p} (Y[{A[p]},{B[p]}]) moved by {growth[s, p]:+.3e} at step {s + 1}" for s, p in stalled)
+    assert reversal_run["Y_AB"][-1].mean() > 5, (
+        f"Y[A, B] should be large after 100 steps (lesson 4 measures 11.8), mean {reversal_run['Y_AB'][-1].mean():.3f}")
 
 
 def test_held_out_reverse_weight_never_moves(reversal_run):
     before = reversal_run["Y0"][B[HELD_OUT], A[HELD_OUT]]
     after = reversal_run["Y"][B[HELD_OUT], A[HELD_OUT]]
+    # for the message: the first held-out pair whose Y[B, A] is not the same bits
+    moved = [i for i in range(len(after)) if after[i:i + 1].tobytes() != before[i:i + 1].tobytes()][:1]
     assert after.tobytes() == before.tobytes(), (
-        "Y[B, A] of a held-out pair changed: row B is never in a context, so it never gets a gradient")
+        "Y[B, A] of a held-out pair changed: row B is never in a context, so it never gets a gradient" + "".join(
+            f"; pair {HELD_OUT[i]}: Y[{B[HELD_OUT[i]]},{A[HELD_OUT[i]]}] went {before[i]!r} -> {after[i]!r}"
+            for i in moved))
 
 
 def test_held_out_reverse_is_below_uniform(reversal_run):
@@ -200,10 +207,11 @@ def test_trace_terms_are_labelled_and_sorted(trained_float64):
     a, b = int(A[0]), int(B[0])
     terms = model.trace_terms(tokens, pairs_of((a, b)), optimizer({"Y": 1.0, "Z": 1.0}), DATA.sentence)
     assert terms[f"Y[{a},{b}]"] == [(f"[{a} -> {b}]", terms[f"Y[{a},{b}]"][0][1])], \
-        "Y[A, B] is moved by the sentence 'A -> B' alone"
+        f"Y[A, B] is moved by the sentence 'A -> B' alone, got the terms {terms[f'Y[{a},{b}]'][:3]}"
     for key, listed in terms.items():
         sizes = [abs(v) for _, v in listed]
-        assert sizes == sorted(sizes, reverse=True) and all(sizes), f"{key}: not nonzero and largest-first"
+        assert sizes == sorted(sizes, reverse=True) and all(sizes), (
+            f"{key}: terms not nonzero and largest-first: {listed[:5]}")
 
 
 def test_trace_of_a_held_out_pair(trained_float64):
@@ -211,11 +219,14 @@ def test_trace_of_a_held_out_pair(trained_float64):
     a, b = int(A[HELD_OUT[0]]), int(B[HELD_OUT[0]])
     terms = model.trace_terms(tokens, pairs_of((a, b)), optimizer({"Y": float(len(tokens)), "Z": 20.0}),
                               DATA.sentence)
-    assert terms[f"Y[{b},{a}]"] == [], "no sentence may move Y[B, A] of a held-out pair"
+    assert terms[f"Y[{b},{a}]"] == [], (
+        f"no sentence may move Y[B, A] of a held-out pair, got {terms[f'Y[{b},{a}]'][:3]}")
     pushes = terms[f"Y[<-,{a}]"]
-    assert pushes and all(v < 0 for _, v in pushes), (
-        f"every '<-' sentence should push Y[<-, A] down (A never follows '<-'): {pushes[:3]}")
-    assert all(" <- " in label for label, _ in pushes), "only backward sentences read '<-'"
+    assert pushes, f"every '<-' sentence should push Y[<-, {a}] down, but no sentence moves it"
+    for label, v in pushes:
+        assert v < 0, f"every '<-' sentence should push Y[<-, {a}] down (A never follows '<-'): {label} pushes {v:+.3e}"
+    for label, _ in pushes:
+        assert " <- " in label, f"only backward sentences read '<-', but {label} moves Y[<-, {a}]"
 
 
 # ------------------------------------------------------------------ 4. bad input
