@@ -539,23 +539,22 @@ def effects(name, rounds, code):
     import numpy as np
     import minirev
     import minirev.optim
-    from minirev import fast_layers, layers
+    from minirev import layers
     layers_n, C, H = GPT_SIZES[name]
     rng = np.random.default_rng(0)
 
     def f32(*shape, scale=1.0):
         return (scale * rng.standard_normal(shape)).astype(np.float32)
     B, T = GPT_BATCH, 3                                               # the reversal data's sentences: 3 tokens
-    x, g, b, h = f32(B, T, C), f32(C), f32(C), f32(B, T, 4 * C)
+    x = f32(B, T, C)
     w_fc, b_fc = f32(C, 4 * C, scale=0.02), f32(4 * C)
     attn = (x, f32(C, 3 * C, scale=0.02), f32(3 * C), f32(C, C, scale=0.02), f32(C), H)
-    ln_cache = layers.layernorm_forward(np, x, g, b)[1]
-    fc_cache, attn_cache = fast_layers.linear_forward(np, x, w_fc, b_fc)[1], fast_layers.attention_forward(np, *attn)[1]
+    fc_cache, attn_cache = layers.linear_forward(np, x, w_fc, b_fc)[1], layers.attention_forward(np, *attn)[1]
     d_fc, d_attn = f32(B, T, 4 * C), f32(B, T, C)
     fc_grads = [np.empty_like(w_fc), np.empty_like(b_fc)]             # where the model's buffer would be
     attn_grads = [np.empty_like(a) for a in attn[1:5]]
 
-    def copied(backward, dout, cache, into):                          # the plain pair, then a copy into place
+    def copied(backward, dout, cache, into):                          # into new arrays, then a copy into place
         def run():
             for slot, grad in zip(into, backward(dout, cache)[1:]):
                 slot[...] = grad
@@ -577,19 +576,10 @@ def effects(name, rounds, code):
     paired(rounds, {
         "AdamW: loop over tensors -> flat, chunked": (lambda: loop.step(*plain), flat_step(1 << 16)),
         "AdamW flat: whole buffer -> 64K chunks": (flat_step(1 << 40), flat_step(1 << 16)),
-        "LayerNorm forward (B, T, C)": (lambda: layers.layernorm_forward(np, x, g, b),
-                                        lambda: fast_layers.layernorm_forward(np, x, g, b)),
-        "LayerNorm backward (B, T, C)": (lambda: layers.layernorm_backward(x, ln_cache),
-                                         lambda: fast_layers.layernorm_backward(x, ln_cache)),
-        "linear forward (B, T, C) -> 4C": (lambda: layers.linear_forward(np, x, w_fc, b_fc),
-                                           lambda: fast_layers.linear_forward(np, x, w_fc, b_fc)),
-        "GELU forward (B, T, 4C)": (lambda: layers.gelu_forward(np, h), lambda: fast_layers.gelu_forward(np, h)),
-        "attention forward (B, T, C)": (lambda: layers.attention_forward(np, *attn),
-                                        lambda: fast_layers.attention_forward(np, *attn)),
         "linear backward: copy -> write in place": (copied(layers.linear_backward, d_fc, fc_cache, fc_grads),
-                                                    lambda: fast_layers.linear_backward(d_fc, fc_cache, *fc_grads)),
+                                                    lambda: layers.linear_backward(d_fc, fc_cache, *fc_grads)),
         "attention backward: copy -> in place": (copied(layers.attention_backward, d_attn, attn_cache, attn_grads),
-                                                 lambda: fast_layers.attention_backward(d_attn, attn_cache, *attn_grads)),
+                                                 lambda: layers.attention_backward(d_attn, attn_cache, *attn_grads)),
     })
     if code:
         print(f"whole training steps: minirev from {code} -> this checkout's")

@@ -5,7 +5,7 @@
 #
 # 1. shows the GPU; 2. installs CuPy if it is missing (the wheel that matches the
 # driver's CUDA); 3. installs minirev with its test extras; 4. runs the backend
-# tests (CuPy against NumPy, the CPU stand-in, the fast twins); 5. the benchmark table on
+# tests (CuPy against NumPy, the CPU stand-in, the layers, the flat buffers); 5. the benchmark table on
 # CuPy; 6. times 2 epochs of the paper's configuration on the GPU and projects
 # the paper's 3000 epochs.
 #
@@ -61,7 +61,8 @@ fi
 "$PY" -c "import minirev, numpy; print('minirev from', minirev.__file__, '| numpy', numpy.__version__)"
 
 header "4. backend tests: CuPy against NumPy, then the CPU stand-in"
-"$PY" -m pytest tests/test_cupy.py tests/test_backend.py tests/test_speed.py -v -rs -p no:cacheprovider
+"$PY" -m pytest tests/test_cupy.py tests/test_backend.py tests/test_layers.py tests/test_flat_buffer.py -v -rs \
+    -p no:cacheprovider
 
 header "5. benchmark on CuPy (quick)"
 "$PY" benchmarks/bench.py --backend cupy --quick --skip-demo

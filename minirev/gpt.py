@@ -18,14 +18,13 @@ import math
 
 import numpy as np
 
-from . import fast_layers, layers
 from .backend import to_backend
 from .errors import UsageError
-from .fast_layers import (attention_backward, embedding_backward, layernorm_backward, linear_backward,
-                          position_embedding_backward, unembedding_backward)
-from .layers import (cross_entropy_backward, cross_entropy_forward, dropout_backward, dropout_forward, dropout_mask,
-                     embedding_forward, gelu_backward, position_embedding_forward, residual_backward,
-                     residual_forward, rotary_tables, unembedding_forward)
+from .layers import (attention_backward, attention_forward, cross_entropy_backward, cross_entropy_forward,
+                     dropout_backward, dropout_forward, dropout_mask, embedding_backward, embedding_forward,
+                     gelu_backward, gelu_forward, layernorm_backward, layernorm_forward, linear_backward,
+                     linear_forward, position_embedding_backward, position_embedding_forward, residual_backward,
+                     residual_forward, rotary_tables, unembedding_backward, unembedding_forward)
 from . import gpt_trace
 from .model import Model
 from .optim import SGD, AdamW
@@ -33,33 +32,26 @@ from .optim import SGD, AdamW
 POS = ("none", "absolute", "rotary")
 
 
-def ops_for(xp):
-    """Where the forwards come from: the fast twins (minirev/fast_layers.py) on NumPy and CuPy,
-    the plain pairs of minirev/layers.py for autograd, which traces them (and no in-place write)."""
-    return layers if xp.__name__.startswith("autograd") else fast_layers
-
-
 def block_forward(xp, x, p, h, n_head, rope, drop, causal=True):  # (B, T, C) -> (B, T, C)
     """One transformer block; p[h + "..."] are its parameters, drop(shape) a dropout mask."""
     B, T, C = x.shape
-    ops = ops_for(xp)
-    a, c_ln1 = ops.layernorm_forward(xp, x, p[h + "ln1.g"], p[h + "ln1.b"])  # (B, T, C)
-    a, c_attn = ops.attention_forward(xp, a, p[h + "attn.w_qkv"], p[h + "attn.b_qkv"],
-                                      p[h + "attn.w_proj"], p[h + "attn.b_proj"],
-                                      n_head, rope, drop((B, n_head, T, T)), causal)  # (B, T, C)
+    a, c_ln1 = layernorm_forward(xp, x, p[h + "ln1.g"], p[h + "ln1.b"])      # (B, T, C)
+    a, c_attn = attention_forward(xp, a, p[h + "attn.w_qkv"], p[h + "attn.b_qkv"],
+                                  p[h + "attn.w_proj"], p[h + "attn.b_proj"],
+                                  n_head, rope, drop((B, n_head, T, T)), causal)  # (B, T, C)
     a, c_d1 = dropout_forward(xp, a, drop((B, T, C)))                       # (B, T, C)
     x, c_r1 = residual_forward(xp, x, a)                                    # (B, T, C)
-    m, c_ln2 = ops.layernorm_forward(xp, x, p[h + "ln2.g"], p[h + "ln2.b"])  # (B, T, C)
-    m, c_fc = ops.linear_forward(xp, m, p[h + "mlp.w_fc"], p[h + "mlp.b_fc"])  # (B, T, 4C)
-    m, c_gelu = ops.gelu_forward(xp, m)                                     # (B, T, 4C)
-    m, c_proj = ops.linear_forward(xp, m, p[h + "mlp.w_proj"], p[h + "mlp.b_proj"])  # (B, T, C)
+    m, c_ln2 = layernorm_forward(xp, x, p[h + "ln2.g"], p[h + "ln2.b"])      # (B, T, C)
+    m, c_fc = linear_forward(xp, m, p[h + "mlp.w_fc"], p[h + "mlp.b_fc"])    # (B, T, 4C)
+    m, c_gelu = gelu_forward(xp, m)                                         # (B, T, 4C)
+    m, c_proj = linear_forward(xp, m, p[h + "mlp.w_proj"], p[h + "mlp.b_proj"])  # (B, T, C)
     m, c_d2 = dropout_forward(xp, m, drop((B, T, C)))                       # (B, T, C)
     x, c_r2 = residual_forward(xp, x, m)                                    # (B, T, C)
     return x, (c_ln1, c_attn, c_d1, c_r1, c_ln2, c_fc, c_gelu, c_proj, c_d2, c_r2)
 
 
 def block_backward(dx, cache, h, grads):  # (B, T, C) -> (B, T, C); fills grads[h + "..."]
-    """The backward twins write each gradient into grads[name] when that array exists (in training,
+    """The backwards write each gradient into grads[name] when that array exists (in training,
     a view of the model's flat gradient buffer), else into a new array stored there."""
     c_ln1, c_attn, c_d1, c_r1, c_ln2, c_fc, c_gelu, c_proj, c_d2, c_r2 = cache
     g = grads
@@ -235,7 +227,7 @@ class GPT(Model):
     # ---- the head: final LayerNorm and the output layer, (B, n, C) -> (B*n, V) ---------------
     def _head_forward(self, params, x, xp):
         B, n, C = x.shape
-        x, c_lnf = ops_for(xp).layernorm_forward(xp, x, params["lnf.g"], params["lnf.b"])  # (B, n, C)
+        x, c_lnf = layernorm_forward(xp, x, params["lnf.g"], params["lnf.b"])  # (B, n, C)
         logits, c_out = unembedding_forward(xp, x.reshape(B * n, C), params[self.out_name])  # (B*n, V)
         return logits, (x.shape, c_lnf, c_out)
 

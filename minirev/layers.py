@@ -3,13 +3,22 @@
 Every operation is a pair::
 
     out, cache = <op>_forward(xp, inputs..., params...)
-    dinputs..., dparams... = <op>_backward(dout, cache)
+    dinputs..., dparams... = <op>_backward(dout, cache[, dparams...])
 
 * ``xp`` is the array namespace (numpy, cupy, or autograd.numpy for the
-  gradient checks); see ``minirev/backend.py``.
-* Forwards are functional (no in-place writes) so autograd can trace the very
-  same code. In-place updates and scatter-adds (``xp.add.at``) live only in
-  backwards.
+  gradient checks); see ``minirev/backend.py``. Each pair exists once: the GPT
+  trains with it and the gradient checks hand autograd the very same forward.
+  The embeddings, rotary positions and the output layer are written in
+  minirev/embeddings.py and imported here with the rest.
+* At minirev's sizes a new array for every intermediate costs as much as the
+  arithmetic, so a forward writes in place (``out += b``, ``t *= x``), but only
+  into an array it has just made itself and needs nowhere else: on NumPy and
+  CuPy that is in place; on autograd's traced values ``+=`` falls back to a new
+  array, so autograd still traces the code. Never ``out=`` in a forward (autograd
+  cannot trace it); ``out=`` and scatter-adds (``xp.add.at``) live in backwards.
+* A backward with parameters takes the arrays to write their gradients into
+  (``dw=None, db=None``...; None: new arrays) and returns them: the GPT passes
+  the views of its flat gradient buffer, so no gradient is copied.
 * Every gradient is named ``d<name>`` and has the shape of ``<name>``.
 
 A backward returns one array when its layer has one gradient, else a tuple in
@@ -26,14 +35,19 @@ import math
 import numpy as np
 
 from .backend import to_backend
+# the pairs that bring tokens and positions in and turn vectors into logits live in
+# minirev/embeddings.py; they are imported here, so every pair can be imported from layers
+from .embeddings import (embedding_backward, embedding_forward, position_embedding_backward,  # noqa: F401
+                         position_embedding_forward, rotary_backward, rotary_forward, rotary_tables,
+                         unembedding_backward, unembedding_forward)
 
 
 # --------------------------------------------------------------------------- softmax, cross-entropy
 
 def softmax_forward(xp, x):  # (..., K) -> (..., K)
     """p = exp(x) / sum exp(x) over the last axis; every softmax of every model is this one."""
-    e = xp.exp(x - x.max(axis=-1, keepdims=True))               # (..., K) shifted: same p, no overflow
-    p = e / e.sum(axis=-1, keepdims=True)                       # (..., K) rows sum to 1
+    p = xp.exp(x - x.max(axis=-1, keepdims=True))               # (..., K) shifted: same p, no overflow
+    p /= p.sum(axis=-1, keepdims=True)                          # (..., K) rows sum to 1
     return p, (xp, p)
 
 
@@ -97,128 +111,61 @@ def token_attention_backward(db, cache):  # (B, K) -> dZ (M, M)
     return dZ
 
 
-# --------------------------------------------------------------------------- embeddings
-
-def embedding_forward(xp, tokens, w):  # (B, T) int, (V, C) -> (B, T, C)
-    """Row lookup: the vector of each token id."""
-    out = w[tokens]                                             # (B, T, C)
-    return out, (xp, tokens, w.shape)
-
-
-def embedding_backward(dout, cache):  # (B, T, C) -> dw (V, C)
-    xp, tokens, w_shape = cache
-    # forward: out = w[tokens], so each row of dout flows back to the row it was read from.
-    # A token used twice in the batch must get both gradients: dw[tokens] += dout would
-    # keep only one of them, xp.add.at accumulates.
-    dw = xp.zeros(w_shape, dtype=dout.dtype)                    # (V, C)
-    xp.add.at(dw, tokens, dout)
-    return dw
-
-
-def position_embedding_forward(xp, x, wpe):  # (B, T, C), (P, C) -> (B, T, C)
-    """Learned absolute positions: add row t of the table to position t."""
-    T = x.shape[1]
-    out = x + wpe[:T]                                           # (B, T, C)
-    return out, (xp, T, wpe.shape)
-
-
-def position_embedding_backward(dout, cache):  # (B, T, C) -> dx (B, T, C), dwpe (P, C)
-    xp, T, wpe_shape = cache
-    # forward: out = x + wpe[:T], broadcast over the batch, so dwpe[:T] sums dout over B
-    dwpe = xp.zeros(wpe_shape, dtype=dout.dtype)                # (P, C) rows >= T unused
-    dwpe[:T] = dout.sum(axis=0)
-    return dout, dwpe
-
-
-def unembedding_forward(xp, x, w):  # (N, C), (V, C) -> (N, V)
-    """Tied output layer: logits are dot products with the token embeddings."""
-    out = x @ w.T                                               # (N, V)
-    return out, (xp, x, w)
-
-
-def unembedding_backward(dout, cache):  # (N, V) -> dx (N, C), dw (V, C)
-    xp, x, w = cache
-    # forward: out = x @ w.T, so dx = dout @ w and dw = dout.T @ x
-    return dout @ w, dout.T @ x                                 # (N, C), (V, C)
-
-
-# --------------------------------------------------------------------------- rotary positions
-
-def rotary_tables(T, D, dtype, xp, base=10000.0):  # -> cos (T, D), sin (T, D)
-    """cos/sin of the rotation angles, GPT-NeoX "rotate half" layout.
-
-    Channel i of the first half and channel i of the second half form a pair,
-    rotated by angle t * base**(-2i/D) at position t. Built on the host (float64)
-    and moved to the backend in the model's dtype.
-    """
-    inv_freq = base ** (-np.arange(0, D, 2) / D)                # (D/2,)
-    angles = np.outer(np.arange(T), inv_freq)                   # (T, D/2)
-    angles = np.concatenate([angles, angles], axis=-1)          # (T, D) both halves of a pair
-    return to_backend(xp, np.cos(angles), dtype), to_backend(xp, np.sin(angles), dtype)
-
-
-def _rotate_half(xp, x):  # (..., D) -> (..., D): [x1, x2] -> [-x2, x1]
-    half = x.shape[-1] // 2
-    return xp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-
-
-def rotary_forward(xp, x, cos, sin):  # (B, H, T, D), (T, D), (T, D) -> (B, H, T, D)
-    """Rotate each (x1_i, x2_i) pair of channels by its position's angle."""
-    out = x * cos + _rotate_half(xp, x) * sin                   # (B, H, T, D)
-    return out, (xp, cos, sin)
-
-
-def rotary_backward(dout, cache):  # (B, H, T, D) -> dx (B, H, T, D)
-    xp, cos, sin = cache
-    # forward: out = x * cos + R(x) * sin, with R = rotate_half a linear map whose
-    # transpose is -R ([[0, -I], [I, 0]]^T = -[[0, -I], [I, 0]]),
-    # so dx = dout * cos + R^T(dout * sin) = dout * cos - R(dout * sin)
-    return dout * cos - _rotate_half(xp, dout * sin)            # (B, H, T, D)
-
-
 # --------------------------------------------------------------------------- layer norm, linear, GELU
 
 def layernorm_forward(xp, x, g, b, eps=1e-5):  # (..., C), (C,), (C,) -> (..., C)
     """Normalise each position's C channels to mean 0, variance 1, then scale and shift.
 
-    Means are written sum / C: at these sizes np.mean's Python wrapper costs more
-    than its arithmetic.
+    Means are written sum / C (the variance's as sum * (1/C)): at these sizes
+    np.mean's Python wrapper costs more than its arithmetic.
     """
     C = x.shape[-1]
-    xc = x - x.sum(axis=-1, keepdims=True) / C                  # (..., C) centred
-    rstd = 1.0 / xp.sqrt((xc * xc).sum(axis=-1, keepdims=True) / C + eps)  # (..., 1)
-    xhat = xc * rstd                                            # (..., C) normalised
-    out = xhat * g + b                                          # (..., C)
+    xhat = x - x.sum(axis=-1, keepdims=True) / C                # (..., C) centred; normalised below, in place
+    var = (xhat * xhat).sum(axis=-1, keepdims=True)             # (..., 1) sum of squares
+    var *= 1.0 / C                                              # (..., 1) the variance
+    var += eps
+    rstd = 1.0 / xp.sqrt(var)                                   # (..., 1)
+    xhat *= rstd                                                # (..., C) normalised
+    out = xhat * g
+    out += b                                                    # (..., C) xhat * g + b
     return out, (xp, xhat, rstd, g)
 
 
-def layernorm_backward(dout, cache):  # (..., C) -> dx (..., C), dg (C,), db (C,)
+def layernorm_backward(dout, cache, dg=None, db=None):  # (..., C) -> dx (..., C), dg (C,), db (C,)
     xp, xhat, rstd, g = cache
     C = g.shape[0]
     # forward: out = xhat * g + b, so dg = sum(dout * xhat), db = sum(dout) over positions
-    dg = (dout * xhat).reshape(-1, C).sum(axis=0)               # (C,)
-    db = dout.reshape(-1, C).sum(axis=0)                        # (C,)
-    dxhat = dout * g                                            # (..., C)
+    tmp = dout * xhat                                           # (..., C) scratch, reused below
+    dg = tmp.reshape(-1, C).sum(axis=0, out=dg)                 # (C,)
+    db = dout.reshape(-1, C).sum(axis=0, out=db)                # (C,)
+    dx = dout * g                                               # (..., C) dxhat; becomes dx in place
     # forward: xhat = (x - mean(x)) * rstd; the mean and rstd depend on x too, which
-    # removes the mean of dxhat and its component along xhat (llm.c doc/layernorm)
-    dx = rstd * (dxhat - dxhat.sum(axis=-1, keepdims=True) / C
-                 - xhat * (dxhat * xhat).sum(axis=-1, keepdims=True) / C)  # (..., C)
+    # removes the mean of dxhat and its component along xhat (llm.c doc/layernorm):
+    # dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+    xp.multiply(dx, xhat, out=tmp)
+    along = tmp.sum(axis=-1, keepdims=True)                     # (..., 1) sum(dxhat * xhat)
+    along *= 1.0 / C
+    dx -= dx.sum(axis=-1, keepdims=True) / C                    # minus the mean of dxhat
+    xp.multiply(xhat, along, out=tmp)
+    dx -= tmp                                                   # minus its component along xhat
+    dx *= rstd
     return dx, dg, db
 
 
 def linear_forward(xp, x, w, b):  # (..., I), (I, O), (O,) -> (..., O)
     """Affine map x @ w + b with w stored (in, out), as GPT-2's Conv1D."""
     x2 = x.reshape(-1, w.shape[0])                              # (N, I) one matmul, not B small ones
-    out = (x2 @ w + b).reshape(x.shape[:-1] + (w.shape[1],))    # (..., O)
-    return out, (xp, x2, w, x.shape)
+    out = x2 @ w                                                # (N, O)
+    out += b                                                    # the bias in place: no second (N, O) array
+    return out.reshape(x.shape[:-1] + (w.shape[1],)), (xp, x2, w, x.shape)  # (..., O)
 
 
-def linear_backward(dout, cache):  # (..., O) -> dx (..., I), dw (I, O), db (O,)
+def linear_backward(dout, cache, dw=None, db=None):  # (..., O) -> dx (..., I), dw (I, O), db (O,)
     xp, x2, w, x_shape = cache
     dout2 = dout.reshape(-1, w.shape[1])                        # (N, O)
     # forward: out = x @ w + b, so dx = dout @ w.T, dw = x.T @ dout, db = sum of dout rows
     dx = (dout2 @ w.T).reshape(x_shape)                         # (..., I)
-    return dx, x2.T @ dout2, dout2.sum(axis=0)                  # (..., I), (I, O), (O,)
+    return dx, xp.matmul(x2.T, dout2, out=dw), dout2.sum(axis=0, out=db)  # (..., I), (I, O), (O,)
 
 
 GELU_C = math.sqrt(2.0 / math.pi)  # a Python float: keeps float32 arrays float32
@@ -226,8 +173,16 @@ GELU_C = math.sqrt(2.0 / math.pi)  # a Python float: keeps float32 arrays float3
 
 def gelu_forward(xp, x):  # (...) -> (...)
     """GPT-2's "gelu_new": 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
-    t = xp.tanh(GELU_C * (x + 0.044715 * x * x * x))            # (...)
-    out = 0.5 * x * (1.0 + t)                                   # (...)
+    # u = c (x + 0.044715 x^3) = c x (1 + 0.044715 x^2), built in place, then t = tanh(u)
+    t = x * x
+    t *= 0.044715
+    t += 1.0
+    t *= x
+    t *= GELU_C                                                 # (...) u
+    t = xp.tanh(t)                                              # (...) t
+    out = t + 1.0
+    out *= x
+    out *= 0.5                                                  # (...) 0.5 x (1 + t)
     return out, (xp, x, t)
 
 
@@ -307,9 +262,10 @@ def attention_forward(xp, x, w_qkv, b_qkv, w_proj, b_proj, n_head, rope=None, dr
     if rope is not None:
         q, c_rot = rotary_forward(xp, q, *rope)                 # (B, H, T, D)
         k, _ = rotary_forward(xp, k, *rope)                     # (B, H, T, D) same tables
-    att = (q @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(D))       # (B, H, T, T) query t, key s
-    if causal:                                                  # (T, T) mask: True where s <= t
-        att = xp.where(xp.arange(T)[:, None] >= xp.arange(T), att, -1e9)  # (B, H, T, T) no peeking ahead
+    att = q @ k.swapaxes(-1, -2)                                # (B, H, T, T) query t, key s
+    att *= 1.0 / math.sqrt(D)
+    if causal:  # the mask: -1e9 added where s > t (no peeking ahead), which softmax's exp turns into 0
+        att += xp.triu(xp.full((T, T), -1e9, dtype=att.dtype), 1)  # (B, H, T, T)
     p, c_soft = softmax_forward(xp, att)                        # (B, H, T, T) attention weights
     pd, c_drop = dropout_forward(xp, p, drop_mask)              # (B, H, T, T)
     y = pd @ v                                                  # (B, H, T, D) weighted values
@@ -318,31 +274,34 @@ def attention_forward(xp, x, w_qkv, b_qkv, w_proj, b_proj, n_head, rope=None, dr
     return out, (xp, c_qkv, c_rot, q, k, v, c_soft, pd, c_drop, c_proj)
 
 
-def attention_backward(dout, cache):
+def attention_backward(dout, cache, dw_qkv=None, db_qkv=None, dw_proj=None, db_proj=None):
     # (B, T, C) -> dx (B, T, C), dw_qkv (C, 3C), db_qkv (3C,), dw_proj (C, C), db_proj (C,)
     xp, c_qkv, c_rot, q, k, v, c_soft, pd, c_drop, c_proj = cache
     B, H, T, D = q.shape
     # the layers of the forward, undone in reverse order
     # forward: out = y @ w_proj + b_proj
-    dy, dw_proj, db_proj = linear_backward(dout, c_proj)        # (B, T, C)
+    dy, dw_proj, db_proj = linear_backward(dout, c_proj, dw_proj, db_proj)  # (B, T, C)
     # forward: y = y.transpose((0, 2, 1, 3)).reshape(B, T, C), so split the heads again
     dy = dy.reshape(B, T, H, D).transpose((0, 2, 1, 3))           # (B, H, T, D)
+    # forward: qkv.reshape(B, T, 3, H, D).transpose((2, 0, 3, 1, 4)), so dq, dk and dv go
+    # straight into their places in one (B, T, 3, H, D) buffer, the inverse: no stack, no copy
+    dqkv = xp.empty((B, T, 3, H, D), dtype=dy.dtype)            # (B, T, 3, H, D)
+    dq, dk, dv = dqkv.transpose((2, 0, 3, 1, 4))                # (B, H, T, D) views
     # forward: y = pd @ v, so dpd = dy @ v.T and dv = pd.T @ dy
     dpd = dy @ v.swapaxes(-1, -2)                               # (B, H, T, T)
-    dv = pd.swapaxes(-1, -2) @ dy                               # (B, H, T, D)
+    xp.matmul(pd.swapaxes(-1, -2), dy, out=dv)
     dp = dropout_backward(dpd, c_drop)                          # (B, H, T, T)
-    # forward: p = softmax(att) over the keys. Masked entries (causal) have p = 0, so
-    # xp.where(mask, att, -1e9) passes them no gradient; unmasked (causal=False): the same line.
+    # forward: p = softmax(att) over the keys. Masked entries (causal) have p = 0, so the
+    # added -1e9 passes them no gradient; unmasked (causal=False): the same line.
     datt = softmax_backward(dp, c_soft)                         # (B, H, T, T)
     # forward: att = (q @ k.T) / sqrt(D)
     datt *= 1.0 / math.sqrt(D)
-    dq = datt @ k                                               # (B, H, T, D)
-    dk = datt.swapaxes(-1, -2) @ q                              # (B, H, T, D)
-    if c_rot is not None:
-        # forward: q = rotary(q), k = rotary(k) (dq, dk above are for the rotated q, k)
-        dq = rotary_backward(dq, c_rot)                         # (B, H, T, D)
-        dk = rotary_backward(dk, c_rot)                         # (B, H, T, D)
-    # forward: qkv.reshape(B, T, 3, H, D).transpose((2, 0, 3, 1, 4)); the inverse permutation
-    dqkv = xp.stack([dq, dk, dv]).transpose((1, 3, 0, 2, 4)).reshape(B, T, 3 * H * D)  # (B, T, 3C)
-    dx, dw_qkv, db_qkv = linear_backward(dqkv, c_qkv)           # (B, T, C)
+    if c_rot is None:
+        xp.matmul(datt, k, out=dq)                              # dq = datt @ k
+        xp.matmul(datt.swapaxes(-1, -2), q, out=dk)             # dk = datt.T @ q
+    else:
+        # forward: q = rotary(q), k = rotary(k) (datt @ k, datt.T @ q are for the rotated q, k)
+        dq[...] = rotary_backward(datt @ k, c_rot)              # (B, H, T, D)
+        dk[...] = rotary_backward(datt.swapaxes(-1, -2) @ q, c_rot)
+    dx, dw_qkv, db_qkv = linear_backward(dqkv.reshape(B, T, 3 * H * D), c_qkv, dw_qkv, db_qkv)  # (B, T, C)
     return dx, dw_qkv, db_qkv, dw_proj, db_proj

@@ -109,8 +109,8 @@ class Model:
 
     def backward_into(self, cache, grads):                    # fills grads[name] for every parameter
         """Like backward, but the gradients go into ``grads`` (in training, the model's flat
-        gradient buffer): a model that can write into the arrays already there (the GPT's
-        backward twins, minirev/fast_layers.py) saves a copy of every gradient."""
+        gradient buffer): a model that can write into the arrays already there (the GPT, whose
+        layer backwards in minirev/layers.py take them) saves a copy of every gradient."""
         if type(self).backward is Model.backward:
             raise NotImplementedError(f"{type(self).__name__} defines neither backward nor backward_into")
         for name, g in self.backward(cache).items():

@@ -23,9 +23,9 @@ def scrambled(model, seed=3):
     """GPT-2's init (std 0.02) makes attention nearly uniform; O(1) random parameters
     make every path (softmax, LayerNorm gains, rotations) carry a visible gradient."""
     rng = np.random.default_rng(seed)
+    model.dtype = np.dtype(np.float64)             # first: assigning params packs them in the model's dtype
     model.params = {k: rng.normal(0.0, 0.5, v.shape) + (1.0 if k.endswith(".g") else 0.0)
                     for k, v in model.copy(dtype=np.float64).params.items()}
-    model.dtype = np.dtype(np.float64)
     return model
 
 
@@ -63,6 +63,19 @@ def test_backward_logits_matches_autograd():
 
     assert_ok(check_layer(forward, backward, dict(model.params), wrt=names, tol=TOL),
               "gpt forward_logits/backward_logits")
+
+
+def test_the_gpt_trains_with_the_layers_the_gradient_checks_check():
+    """One form of each layer: every forward and backward the GPT calls is minirev.layers' own, the
+    function tests/test_layers.py hands autograd (no second, faster copy for training)."""
+    import minirev.gpt
+    import minirev.layers
+    called = {n: f for n, f in vars(minirev.gpt).items()
+              if n.endswith(("_forward", "_backward")) and callable(f) and f.__module__ != "minirev.gpt"}
+    assert {"attention_forward", "attention_backward", "layernorm_forward", "linear_backward",
+            "gelu_forward"} <= set(called), f"the GPT's layer functions: {sorted(called)}"
+    elsewhere = {n: f.__module__ for n, f in called.items() if getattr(minirev.layers, n, None) is not f}
+    assert not elsewhere, f"the GPT calls layer functions that are not minirev.layers' own: {elsewhere}"
 
 
 # ---- what the model computes ---------------------------------------------------------------
