@@ -26,7 +26,8 @@ def node_study(steps, pairs, optimizer, lr):
     import numpy as np
     from minirev import gpt_trace
     from minirev.config import RunConfig
-    from minirev.experiments import held_out_pairs, make_dataset, make_model, make_optimizer
+    from minirev.measures import held_out_pairs
+    from minirev.running import make_dataset, make_model, make_optimizer
     from minirev.train import Trainer
 
     cfg = RunConfig(optimizer=optimizer, lr=lr).resolved()
@@ -63,7 +64,7 @@ def node_study(steps, pairs, optimizer, lr):
 
 def timing(steps, pairs):
     from minirev.config import RunConfig
-    from minirev.experiments import make_dataset, make_model, make_optimizer, make_trace
+    from minirev.running import make_dataset, make_model, make_optimizer, make_trace
     from minirev.train import Trainer
 
     cfg = RunConfig().resolved()

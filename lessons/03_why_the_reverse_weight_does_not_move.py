@@ -48,7 +48,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from minirev import SGD, Bilinear, Trace, Trainer, pairs_data  # noqa: E402
+from minirev import SGD, Bilinear, RunConfig, Trace, Trainer, pairs_data  # noqa: E402
 from minirev.bilinear_sweep import bilinear_sweep  # noqa: E402
 from minirev.report import print_bilinear_table  # noqa: E402
 from minirev.plots import plot_bilinear  # noqa: E402
@@ -217,8 +217,8 @@ check("one term of the change of W(y->x)", my_term, trace_value,
 
 # %%
 start = time.perf_counter()
-data_sweep, results = bilinear_sweep(dims=(16, 64, 256, None), vocab=M, pairs=PAIRS, held_out=HELD_OUT,
-                                     lr=LR, steps=STEPS, seed=0, out=None)
+sweep = RunConfig(model="bilinear", vocab=M, lr=LR, epochs=STEPS, seed=0)     # full batch: a step an epoch
+data_sweep, results = bilinear_sweep(sweep, dims=(16, 64, 256, None), pairs=PAIRS, held_out=HELD_OUT, out=None)
 print(f"sweep: {len(results)} runs of {STEPS} steps in {time.perf_counter() - start:.1f} s")
 print_bilinear_table(results, M)
 

@@ -38,7 +38,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from minirev import GPT, AdamW, RunConfig, Trace, Trainer, reversal_data, run_experiment  # noqa: E402
-from minirev.experiments import held_out_pairs, logit_matrix  # noqa: E402
+from minirev.measures import held_out_pairs, logit_matrix  # noqa: E402
 from minirev.report import print_report  # noqa: E402
 from minirev.plots import plot_heatmaps, plot_nll_curves  # noqa: E402
 

@@ -34,7 +34,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from minirev import RunConfig, run_experiment  # noqa: E402
-from minirev.experiments import chain_step_by_step, logit_matrix  # noqa: E402
+from minirev.measures import chain_step_by_step, logit_matrix  # noqa: E402
 from minirev.report import print_report  # noqa: E402
 from minirev.plots import plot_heatmaps  # noqa: E402
 

@@ -39,7 +39,7 @@ import dataclasses  # noqa: E402
 import numpy as np  # noqa: E402
 
 from minirev import GPT, AdamW, RunConfig, Trainer, run_experiment  # noqa: E402
-from minirev.experiments import logit_matrix  # noqa: E402
+from minirev.measures import logit_matrix  # noqa: E402
 
 OUT = lesson("08_cures_on_the_data_side")
 EPOCHS = 60 if FAST else 100

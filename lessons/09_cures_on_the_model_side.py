@@ -42,7 +42,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from minirev import Bilinear, RunConfig, evaluate, pairs_data, run_experiment  # noqa: E402
-from minirev.experiments import logit_matrix  # noqa: E402
+from minirev.measures import logit_matrix  # noqa: E402
 
 OUT = lesson("09_cures_on_the_model_side")
 EPOCHS = 60

@@ -7,16 +7,19 @@ The public API, used by the lessons:
     from minirev import SGD, AdamW, Trainer, Trace         # training, every update readable
     from minirev import check_model, check_layer           # gradient checks against autograd
     from minirev import RunConfig, run_experiment          # the paper's experiments, one typed configuration
+    from minirev import Experiment, Model                  # the registries: add an experiment or a model
     from minirev import save_model, load_model             # a model in one .npz file
 """
 import os
 import sys
 
+from .machinery import BLAS_VARS  # noqa: E402  (no NumPy there: it must come first)
+
 if "numpy" not in sys.modules:
     # The models here are small: their matrix products run as fast on one BLAS thread, and a
     # multi-threaded BLAS slows down many times over when the machine is busy with other work.
     # So, unless you chose otherwise (or imported NumPy first), minirev asks for one thread.
-    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for _var in BLAS_VARS:
         os.environ.setdefault(_var, "1")
 
 from .bilinear import Bilinear  # noqa: E402
@@ -24,17 +27,19 @@ from .machinery.checkpoint import load_model, save_model  # noqa: E402
 from .config import RunConfig  # noqa: E402
 from .data import chain_data, incontext_data, pairs_data, reversal_data  # noqa: E402
 from .errors import MinirevError, RunError, UsageError  # noqa: E402
+from .experiments import Experiment  # noqa: E402
 from .gradcheck import check_layer, check_model, compare_gradients  # noqa: E402
 from .one_layer import OneLayer  # noqa: E402
 from .gpt import GPT  # noqa: E402
+from .model import Model  # noqa: E402
 from .factorized import Factorized  # noqa: E402
 from .mlm import MaskedGPT  # noqa: E402
 from .optim import SGD, AdamW  # noqa: E402
 from .trace import Trace  # noqa: E402
 from .train import Trainer, evaluate  # noqa: E402
-from .experiments import run_experiment  # noqa: E402
+from .running import run_experiment  # noqa: E402
 
-__all__ = ["Bilinear", "OneLayer", "Factorized", "GPT", "MaskedGPT", "RunConfig", "run_experiment", "load_model", "save_model", "chain_data", "incontext_data", "pairs_data",
+__all__ = ["Experiment", "Model", "Bilinear", "OneLayer", "Factorized", "GPT", "MaskedGPT", "RunConfig", "run_experiment", "load_model", "save_model", "chain_data", "incontext_data", "pairs_data",
            "reversal_data", "MinirevError", "RunError", "UsageError", "check_layer", "check_model",
            "compare_gradients", "SGD", "AdamW", "Trace", "Trainer", "evaluate"]
 __version__ = "0.1.0"

@@ -28,6 +28,7 @@ from .trace import Terms
 class Bilinear(Model):
     kind = "bilinear"
     default_lr = 20.0
+    options = ("width",)   # --width is the embedding dimension d
 
     def __init__(self, vocab_size, dim=None, seed=0, dtype=np.float32, backend="numpy"):
         """dim=None gives one-hot embeddings (d = vocab_size); else Gaussian N(0, I/dim)."""
@@ -56,7 +57,11 @@ class Bilinear(Model):
         """Plain SGD: the update the paper's theorem is about (--optimizer adamw for AdamW)."""
         if cfg.optimizer == "adamw":
             return AdamW(cfg.lr, weight_decay=cfg.weight_decay)
-        return SGD(cfg.lr)
+        return SGD(cfg.lr, weight_decay=cfg.weight_decay)
+
+    @classmethod
+    def parameter_count(cls, cfg, V, P):
+        return V * cfg.width + cfg.width ** 2                   # U (fixed) and Theta
 
     @classmethod
     def gradcheck_example(cls, seed=0):

@@ -11,9 +11,8 @@ import numpy as np
 from .backend import to_numpy
 from .bilinear import Bilinear
 from .data import pairs_data
-from .errors import UsageError
 from .layers import softmax_forward
-from .optim import SGD
+from .running import make_optimizer
 from .trace import Trace
 from .train import Trainer
 from .report import say
@@ -30,32 +29,34 @@ def dim_label(dim):
     return "one-hot" if dim is ONE_HOT else f"d={dim}"
 
 
-def bilinear_sweep(dims=(16, 64, 256, ONE_HOT), vocab=200, pairs=50, held_out=10, lr=20.0, steps=3000,
-                   seed=0, dtype=np.float32, backend="numpy", eval_every=None, trace_steps=0, out=print):
+def bilinear_sweep(cfg, dims=(16, 64, 256, ONE_HOT), pairs=50, held_out=10, out=print):
     """Train the bilinear model for each embedding dimension (None = one-hot) and report the curse.
 
-    Returns a list of dicts, one per dimension: label, history (per evaluation: step,
+    cfg is a RunConfig read for the vocabulary m (--vocab), the learning rate, the number of
+    gradient steps (--epochs: full-batch gradient descent makes one step an epoch), the seed, the
+    dtype, the backend, the weight decay and --trace; its model is the bilinear one, its width each
+    of `dims` in turn. Returns (the pairs data, a list of dicts, one per dimension): label, history (per evaluation: step,
     train_nll, val_nll (the reversal loss), forward_weight, reverse_weight), the start
     and end losses, eps = log(L_rev/L_rev0) / log(L/L0), and the per-pair reverse
     weights and probabilities of the held-out pairs at the end.
     """
-    if not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise UsageError(f"steps must be a positive integer, got {steps!r}")
-    data = pairs_data(vocab, pairs, held_out, seed)
+    cfg = cfg.replace(model="bilinear", full_batch=True).resolved()
+    steps, seed = cfg.epochs, cfg.seed
+    data = pairs_data(cfg.vocab, pairs, held_out, seed)
     held = data.groups["reversal"][:, ::-1]                                       # (k, 2) held-out (x, y)
-    eval_every = eval_every or max(1, steps // 100)
+    eval_every = max(1, steps // 100)
     results = []
     for dim in dims:
-        model = Bilinear(vocab, dim, seed=seed, dtype=dtype, backend=backend)
-        optimizer = SGD(lr)
+        model = Bilinear(cfg.vocab, dim, seed=seed, dtype=cfg.dtype, backend=cfg.backend)
+        optimizer = make_optimizer(cfg)
         trace = None
-        if trace_steps and len(held):
+        if cfg.trace and len(held):
             x, y = (int(t) for t in held[0])
             say(out, f"\n--- trace of {dim_label(dim)}: held-out pair x={x}, y={y} "
                       f"(trained: x -> y; never trained: y -> x)")
             pair = [(np.array([x, y]), np.array([y, x]))]             # (trained, never trained)
             trace = Trace(model, lambda: model.watch(pair),
-                          lambda batch: model.trace_terms(batch, pair, optimizer), steps=trace_steps, out=out,
+                          lambda batch: model.trace_terms(batch, pair, optimizer), steps=cfg.trace, out=out,
                           pairs=pair)
         trainer = Trainer(model, optimizer, data, seed=seed, eval_every=eval_every, trace=trace)
 

@@ -12,55 +12,44 @@ import numpy as np
 from .backend import get_xp
 from .bilinear_sweep import bilinear_sweep
 from .cures import run_cures
-from .experiments import (chain_step_by_step, draw_figures, embedding_similarity, make_dataset, make_model,
-                          make_optimizer, run_experiment)
-from .machinery.checkpoint import collides
 from .errors import UsageError
-from .machinery.files import check_json_path, check_out_dir, remove_stale_temporaries, staged_writes, write_json
+from .experiments import Experiment
 from .gradcheck import check_model
+from .machinery.checkpoint import collides
+from .machinery.files import check_json_path, check_out_dir, remove_stale_temporaries, staged_writes, write_json
 from .machinery.limits import check_memory
 from .model import Model
-from .plots import plot_bilinear, plot_cures, plot_similarity
+from .plots import plot_bilinear, plot_cures
 from .report import print_bilinear_table, print_report
+from .running import make_dataset, make_model, make_optimizer, run_experiment
 from .train import Interrupts
 
 
-def experiment(cfg, out, json_path, paper=False, command=None):
-    """reversal, chain, incontext or embeddings (= reversal, then the embeddings' similarity)."""
+def experiment(cfg, out, json_path):
+    """An experiment of the registry (minirev/experiments/): train, report, measure, draw."""
+    cfg = cfg.resolved()
     if not cfg.scheduler:               # on a cluster, the workers need the backend, not this machine
         get_xp(cfg.backend)
-    cfg = cfg.resolved()
     out_dir, json_path = check_out_dir(out), check_json_path(json_path)
     for folder in (cfg.save, cfg.resume):
         if json_path and folder and collides(json_path, folder):
             raise UsageError(f"--json {json_path} would replace a file of the checkpoint in {folder}: "
                              "write the results outside the checkpoint folder")
-    if command == "embeddings" and cfg.model != "gpt":
-        raise UsageError("the embeddings experiment needs learned token embeddings: use --model gpt")
-    if paper:
+    if cfg.paper:
         print(f"--paper: the paper's full configuration (24 layers, width 768, 12 heads, dropout 0.1, "
               f"{cfg.epochs} epochs); a GPU (--backend cupy) is advised.")
         if not cfg.scheduler:
             estimate_paper_time(cfg)
+    kind = Experiment.registry[cfg.experiment]
     result, runs = run_experiment(cfg)
     # a Ctrl-C now would only lose the run's results: they are written first, all of them or none
     with Interrupts(), staged_writes():
         print_report(result, runs)
-        if cfg.experiment == "chain":
-            steps = chain_step_by_step(runs[0]["model"], runs[0]["dataset"])
-            result["final"].update(steps)
-            print(f"chain of thought on the validation triples: A -> B right {100 * steps['b_acc']:.1f}%, "
-                  f"then B -> C right {100 * steps['step_by_step_acc']:.1f}%; "
-                  f"the direct A ~> C right {100 * steps['direct_acc']:.1f}%")
-        paths = draw_figures(cfg.experiment, result, runs, out_dir)
-        if command == "embeddings":
-            sim, off, off_random = embedding_similarity(runs[0]["model"], runs[0]["dataset"])
-            result["final"].update(mean_abs_cosine=off, mean_abs_cosine_random=off_random)
-            print(f"learned entity embeddings: mean |cosine similarity| between different tokens {off:.3f} "
-                  f"(random vectors of the same width: {off_random:.3f}); near 0 means nearly orthogonal")
-            paths.append(plot_similarity(sim, os.path.join(out_dir, "embeddings_cosine.png"),
-                                         "cosine similarity of learned entity embeddings "
-                                         f"(mean |off-diag| {off:.3f})"))
+        measured, lines = kind.measure(runs)
+        result["final"].update(measured)
+        for line in lines:
+            print(line)
+        paths = kind.figures(result, runs, out_dir)
         print("figures: " + ", ".join(paths))
         if json_path:
             result["run"].update(json=json_path, out=out_dir)         # paths stay out of the results
@@ -94,18 +83,19 @@ def estimate_paper_time(cfg):
           f"on this machine ({cfg.backend}). Ctrl-C stops it and still writes the results so far.")
 
 
-def bilinear(dims, vocab, pairs, held_out, lr, steps, seed, dtype, backend, trace, out, json_path, config):
-    get_xp(backend)
+def bilinear(cfg, dims, pairs, held_out, out, json_path):
+    """The bilinear sweep (minirev/bilinear_sweep.py): cfg a RunConfig of the bilinear model."""
+    cfg = cfg.replace(model="bilinear", full_batch=True).resolved()
+    get_xp(cfg.backend)
     out_dir, json_path = check_out_dir(out), check_json_path(json_path)
-    itemsize = np.dtype(dtype).itemsize
+    vocab, itemsize = cfg.vocab, np.dtype(cfg.dtype).itemsize
     for dim in dims:            # U (host float64, and a copy), Theta, its gradient and the (B, m) logits
         d = vocab if dim is None else dim
         check_memory(f"the bilinear model with d = {d} and m = {vocab}", 8 * vocab * d
                      + itemsize * (vocab * d + 2 * d * d + 3 * 2 * pairs * vocab), "use a smaller --dims or --vocab")
     print(f"bilinear model: {pairs} pairs ({held_out} held out), vocabulary {vocab}, "
-          f"full-batch gradient descent, lr {lr}, {steps} steps")
-    data, results = bilinear_sweep(dims, vocab, pairs, held_out, lr, steps, seed, np.dtype(dtype), backend,
-                                   trace_steps=trace)
+          f"full-batch gradient descent, lr {cfg.lr}, {cfg.epochs} steps")
+    data, results = bilinear_sweep(cfg, dims, pairs, held_out)
     print_bilinear_table(results, vocab)
     onehot = [r for r in results if r["dim"] is None]
     if onehot:
@@ -118,8 +108,11 @@ def bilinear(dims, vocab, pairs, held_out, lr, steps, seed, dtype, backend, trac
         clean_up(out_dir, json_path)
         if json_path:
             seconds = [r.pop("seconds") for r in results]          # timing and paths stay out of the results
-            run = dict(seconds=seconds, out=config.pop("out"), json=config.pop("json", json_path))
-            write_json(json_path, dict(experiment="bilinear", config=config, results=results, run=run))
+            config = dict(dims=dims, pairs=pairs, held_out=held_out, vocab=vocab, lr=cfg.lr, steps=cfg.epochs,
+                          seed=cfg.seed, dtype=cfg.dtype, backend=cfg.backend, trace=cfg.trace,
+                          weight_decay=cfg.weight_decay)
+            write_json(json_path, dict(experiment="bilinear", config=config, results=results,
+                                       run=dict(seconds=seconds, out=out_dir, json=json_path)))
             print(f"results: {json_path}")
 
 

@@ -3,11 +3,16 @@
     cfg = RunConfig(layers=1, width=32, epochs=50)       # defaults for the rest
     result, runs = run_experiment(cfg)
 
-The command line builds its options from these fields (their defaults and
-help texts), checkpoints store ``cfg.to_dict()`` and compare the fields that
-define the run, and ``--paper`` is :func:`paper_config`. A wrong value raises
-the package's one-line :class:`~minirev.errors.UsageError` in ``validate``.
+The command line builds its options from these fields (their defaults, help
+texts and --help groups), checkpoints store ``cfg.to_dict()`` and compare the
+fields that define the run, and ``paper=True`` (``--paper``) is the paper's full
+configuration. A wrong value raises the package's one-line
+:class:`~minirev.errors.UsageError` in ``validate``, and so does an option that the
+chosen model or experiment does not use (``RunConfig(model="one-layer", layers=6)``):
+a config remembers which fields were given, so a value equal to the default still
+counts as given.
 """
+import difflib
 import math
 import typing
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -15,80 +20,99 @@ from typing import Optional
 
 from .backend import BACKENDS
 from .errors import UsageError
+from .experiments import Experiment
+from .gpt import POS
 from .machinery.parallel import cores
+from .model import DTYPES, Model
 
-EXPERIMENTS = ("reversal", "chain", "incontext")
-POS = ("none", "absolute", "rotary")
-DTYPES = ("float32", "float64")
-# per experiment: what runs in well under a minute on 2 cores
-DEFAULT_EPOCHS = {"reversal": 100, "chain": 80, "incontext": 60}
+GROUPS = ("model", "data", "training", "running", "output")     # the sections of --help, in this order
+ADAMW_DECAY = 0.01       # AdamW's default decay (PyTorch's), which the paper's code ends up using
 
 
-def option(default, help, identity=True, **cli):
-    """A field with its command-line help and checks.
+def option(default, help, group, identity=True, **cli):
+    """A field with its --help group, its command-line help and its checks.
 
     identity=False: a resumed run may change it. cli may hold minimum (numbers),
     maximum (whole numbers), strict (a number must be > minimum), choices (a tuple, or a function giving one),
     metavar, and command_line=False for a field the command line sets itself.
     """
-    return field(default=default, metadata=dict(help=help, identity=identity, **cli))
+    return field(default=default, metadata=dict(help=help, group=group, identity=identity, **cli))
 
 
 @dataclass
 class RunConfig:
-    experiment: str = option("reversal", "which experiment", choices=EXPERIMENTS, command_line=False)
-    model: str = option("gpt", "which model (default: %(default)s)", choices=lambda: tuple(model_registry()))
-    layers: int = option(2, "transformer blocks (default: %(default)s)", minimum=1)
+    experiment: str = option("reversal", "which experiment", "data", choices=lambda: tuple(Experiment.registry),
+                             command_line=False)
+    model: str = option("gpt", "which model (default: %(default)s)", "model", choices=lambda: tuple(Model.registry))
+    layers: int = option(2, "transformer blocks (default: %(default)s)", "model", minimum=1)
     width: int = option(64, "model width; the embedding dimension d for the bilinear model (default: %(default)s)",
-                        minimum=1)
-    heads: int = option(4, "attention heads (default: %(default)s)", minimum=1)
-    pos: str = option("absolute", "positional encoding (default: %(default)s)", choices=POS)
+                        "model", minimum=1)
+    heads: int = option(4, "attention heads (default: %(default)s)", "model", minimum=1)
+    pos: str = option("absolute", "positional encoding (default: %(default)s)", "model", choices=POS)
     dropout: float = option(0.1, "dropout rate in training, in [0, 1) (default: %(default)s, as the paper's code)",
-                            minimum=0.0)
+                            "model", minimum=0.0)
     tied: bool = option(False, "gpt: reuse the token embedding as the output layer (GPT-2's tying; the paper's "
-                               "code, as it runs, trains a separate output matrix, the default here)")
+                               "code, as it runs, trains a separate output matrix, the default here)", "model")
     lr: Optional[float] = option(None, "learning rate (default: the model's own: 0.01 for gpt with AdamW; "
-                                       "SGD with 20 for bilinear, 100 for one-layer)", minimum=0.0, strict=True)
-    lr_z: float = option(0.0, "one-layer model: learning rate of Z, the attention (default 0: frozen)", minimum=0.0)
-    weight_decay: float = option(0.01, "AdamW's decoupled weight decay (default: %(default)s)", minimum=0.0)
-    batch_size: int = option(64, "minibatch size (default: %(default)s)", minimum=1)
-    full_batch: bool = option(False, "one step per epoch on all training sentences (overrides --batch-size)")
+                                       "SGD with 20 for bilinear, 100 for one-layer)", "training", minimum=0.0,
+                                 strict=True)
+    lr_z: float = option(0.0, "one-layer model: learning rate of Z, the attention (default 0: frozen)", "training",
+                         minimum=0.0)
+    weight_decay: Optional[float] = option(None, f"weight decay (default: {ADAMW_DECAY} with AdamW, as the paper's "
+                                                 "code; 0 with SGD, whose decay is the L2 penalty's)", "training",
+                                          minimum=0.0)
+    batch_size: int = option(64, "minibatch size (default: %(default)s)", "training", minimum=1)
+    full_batch: bool = option(False, "one step per epoch on all training sentences (overrides --batch-size)",
+                             "training")
     optimizer: Optional[str] = option(None, "sgd or adamw (default: the model's own: AdamW for gpt, SGD for "
-                                            "the others); with sgd the GPT trace splits each update by sentence",
+                                            "the others); with sgd the GPT trace splits each update by sentence", "training",
                                       choices=("sgd", "adamw"))
-    epochs: Optional[int] = option(None, "passes over the training data (default: per experiment, "
-                                         + ", ".join(f"{k} {v}" for k, v in DEFAULT_EPOCHS.items()) + ")",
+    epochs: Optional[int] = option(None, "passes over the training data (default: the experiment's own, "
+                                         "{experiment_epochs} for this one)", "training",
                                    identity=False, minimum=1, maximum=10 ** 6)
-    eval_every: int = option(1, "evaluate every N epochs (default: %(default)s)", identity=False, minimum=1)
-    vocab: int = option(800, "entity vocabulary of the data generator (default: %(default)s)", minimum=1)
-    entity_len: int = option(1, "tokens per entity (default: %(default)s)", minimum=1)
-    seed: int = option(1234, "random seed (default: %(default)s)", minimum=0, maximum=2 ** 32 - 1)
-    seeds: int = option(1, "train N models with seeds SEED, SEED+1, ... and report mean and spread",
+    eval_every: int = option(1, "evaluate every N epochs (default: %(default)s)", "training", identity=False,
+                             minimum=1)
+    vocab: int = option(800, "entity vocabulary of the data generator (default: %(default)s)", "data", minimum=1)
+    entity_len: int = option(1, "tokens per entity (default: %(default)s)", "data", minimum=1)
+    seed: int = option(1234, "random seed (default: %(default)s)", "data", minimum=0, maximum=2 ** 32 - 1)
+    seeds: int = option(1, "train N models with seeds SEED, SEED+1, ... and report mean and spread", "running",
                         identity=False, minimum=1, maximum=1000)
-    dtype: str = option("float32", "training precision (default: %(default)s)", choices=DTYPES)
-    backend: str = option("numpy", 'array library: numpy (CPU) or cupy (GPU, needs pip install -e ".[gpu]")',
+    dtype: str = option("float32", "training precision (default: %(default)s)", "running", choices=tuple(DTYPES))
+    backend: str = option("numpy", 'array library: numpy (CPU) or cupy (GPU, needs pip install -e ".[gpu]")', "running",
                           identity=False, choices=BACKENDS)
-    trace: int = option(0, "print the first STEPS updates of watched held-out pairs (reversal data)",
+    trace: int = option(0, "print the first STEPS updates of watched held-out pairs (reversal data)", "output",
                         identity=False, minimum=0, metavar="STEPS")
-    save: Optional[str] = option(None, "save a checkpoint of the run to DIR at the end (and on Ctrl-C)",
+    save: Optional[str] = option(None, "save a checkpoint of the run to DIR at the end (and on Ctrl-C)", "output",
                                  identity=False, metavar="DIR")
-    save_every: Optional[int] = option(None, "with --save: also every N epochs", identity=False, minimum=1,
+    save_every: Optional[int] = option(None, "with --save: also every N epochs", "output", identity=False, minimum=1,
                                        metavar="N")
     jobs: Optional[int] = option(None, "run the seeds in N processes side by side (default: one per core); "
-                                       "results are identical to one after the other", identity=False, minimum=1,
+                                       "results are identical to one after the other", "running", identity=False, minimum=1,
                                  metavar="N")
     scheduler: Optional[str] = option(None, "run the seeds on the Dask cluster at ADDRESS (e.g. tcp://HOST:8786; "
-                                            'needs pip install -e ".[cluster]")', identity=False, metavar="ADDRESS")
+                                            'needs pip install -e ".[cluster]")', "running", identity=False,
+                                 metavar="ADDRESS")
     resume: Optional[str] = option(None, "continue the run saved in DIR (same options; --epochs may grow); "
-                                         "saves back to DIR", identity=False, metavar="DIR")
-    overwrite: bool = option(False, "with --save: replace the checkpoint of another run in DIR", identity=False)
+                                         "saves back to DIR", "output", identity=False, metavar="DIR")
+    overwrite: bool = option(False, "with --save: replace the checkpoint of another run in DIR", "output",
+                            identity=False)
+    paper: bool = option(False, "the paper's full configuration (24 layers, width 768, 12 heads, dropout 0.1, "
+                                "3000 epochs unless --epochs is given): hours on a CPU, a GPU is advised", "model")
 
     # ---- checks -----------------------------------------------------------------------------
     def resolved(self):
-        """A validated copy with the defaults that depend on other fields filled in (epochs, lr)."""
+        """A validated copy with the defaults that depend on other fields filled in: the paper's
+        configuration (paper=True), the epochs (the experiment's), the learning rate, the optimiser and
+        its weight decay (the model's own), the processes (one per core)."""
         cfg = self.validate()
-        return cfg.replace(epochs=cfg.epochs or DEFAULT_EPOCHS[cfg.experiment], jobs=cfg.jobs or cores(),
-                           lr=cfg.lr if cfg.lr is not None else model_registry()[cfg.model].default_lr)
+        if cfg.paper:
+            cfg = cfg._filled(**{k: v for k, v in PAPER.items() if not (k == "epochs" and cfg.epochs)})
+        model = Model.registry[cfg.model]
+        optimizer = cfg.optimizer or model.default_optimizer
+        return cfg._filled(epochs=cfg.epochs or Experiment.registry[cfg.experiment].default_epochs,
+                           jobs=cfg.jobs or cores(), lr=cfg.lr if cfg.lr is not None else model.default_lr,
+                           optimizer=optimizer, weight_decay=cfg.weight_decay if cfg.weight_decay is not None
+                           else ADAMW_DECAY if optimizer == "adamw" else 0.0)
 
     def validate(self):
         """Raise a one-line UsageError for the first value that cannot work; return self."""
@@ -97,7 +121,7 @@ class RunConfig:
             if value is None and f.default is None:
                 continue
             kind = field_type(f)
-            flag = "--" + f.name.replace("_", "-")
+            flag = to_flag(f.name)
             if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < meta["minimum"]):
                 raise UsageError(f"{flag} must be a whole number >= {meta['minimum']}, got {value!r}")
             if kind is int and value > meta.get("maximum", value):
@@ -112,29 +136,60 @@ class RunConfig:
             if kind is str and not isinstance(value, str):
                 raise UsageError(f"{flag} must be a string, got {value!r}")
             if "choices" in meta and value not in choices(f):
-                raise UsageError(f"unknown {f.name} {value!r}: choose one of {', '.join(choices(f))}")
+                raise UsageError(f"unknown {f.name} {value!r}: choose one of {', '.join(choices(f))}"
+                                 + did_you_mean(str(value), choices(f)))
         if self.dropout >= 1:
             raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
         if (self.save or self.resume) and self.seeds > 1:
             raise UsageError("--save and --resume keep one run: use them with --seeds 1")
         if self.scheduler and (self.save or self.resume or self.trace):
             raise UsageError("--save, --resume and --trace work in this process: use them without --scheduler")
+        Experiment.registry[self.experiment].check(self)
+        if self.paper:
+            self.check_paper()
+        self.check_applies()
         return self
 
-    # ---- JSON ---------------------------------------------------------------------------------
+    def check_applies(self):
+        """An option given for a model that does not read it is refused, naming the options it does take."""
+        model = Model.registry[self.model]
+        specific = {name for cls in Model.registry.values() for name in cls.options}
+        ignored = [f.name for f in fields(self)                 # in field order: the same message every time
+                   if f.name in self.given() and f.name in specific and f.name not in model.options]
+        if ignored:
+            takes = ", ".join(to_flag(n) for n in model.options) or "none of them"
+            raise UsageError(f"{', '.join(to_flag(n) for n in ignored)} {'does' if len(ignored) == 1 else 'do'} not "
+                             f"apply to --model {self.model}; of the model options "
+                             f"({', '.join(to_flag(f.name) for f in fields(self) if f.name in specific)}) "
+                             f"it takes {takes}")
+
+    def check_paper(self):
+        """paper=True sets the paper's GPT configuration: a field given with another value contradicts it."""
+        for name, value in PAPER.items():
+            if (name in self.given() or name == "model") and name != "epochs" and getattr(self, name) != value:
+                flag = to_flag(name)
+                raise UsageError(f"--paper sets {flag} {value}, but {flag} {getattr(self, name)} was given: "
+                                 f"drop {flag} or --paper")
+
+    def given(self):
+        """The fields set when this config was made (or by replace), whatever their value."""
+        return self.__dict__.get("_given", frozenset())
+
+    # ---- JSON ----------------------------------------------------------------------------------
     def to_dict(self):
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data):
-        """The configuration stored by to_dict; unknown keys are refused, missing ones take defaults."""
+        """The configuration stored by to_dict; unknown keys are refused, missing ones take defaults.
+
+        A key stored with its default value does not count as given (a JSON file stores every field)."""
         if not isinstance(data, dict):
             raise UsageError(f"a run configuration must be a JSON object, got {type(data).__name__}")
-        unknown = sorted(set(data) - set(cls.names()))
-        if unknown:
-            raise UsageError(f"unknown configuration key(s) {', '.join(unknown)}: "
-                             f"the known ones are {', '.join(cls.names())}")
-        return cls(**data)
+        defaults = {f.name: f.default for f in fields(cls)}
+        cfg = cls(**data)
+        cfg._given = frozenset(k for k, v in data.items() if v != defaults[k])
+        return cfg
 
     def identity(self):
         """The fields that must match for a checkpoint to continue this run."""
@@ -145,7 +200,34 @@ class RunConfig:
         return [f.name for f in fields(cls)]
 
     def replace(self, **changes):
-        return replace(self, **changes)
+        """A copy with these fields changed; they count as given."""
+        new = self._filled(**changes)
+        new._given = self.given() | set(changes)
+        return new
+
+    def _filled(self, **changes):  # a copy with defaults filled in: what was given stays what was given
+        new = replace(self, **changes)
+        new._given = self.given()
+        return new
+
+
+def _init_recording_given(init):
+    """Wrap the dataclass's __init__: remember the fields given, refuse unknown ones in one line."""
+    def __init__(self, *args, **kwargs):
+        names = RunConfig.names()
+        unknown = [k for k in kwargs if k not in names]
+        if unknown:
+            raise UsageError(f"RunConfig has no field {unknown[0]!r}{did_you_mean(unknown[0], names)}; "
+                             f"the fields are {', '.join(names)}")
+        if len(args) > len(names):
+            raise UsageError(f"RunConfig takes at most {len(names)} fields, got {len(args)}")
+        init(self, *args, **kwargs)
+        self._given = frozenset(names[:len(args)]) | frozenset(kwargs)
+    __init__.__doc__ = init.__doc__
+    return __init__
+
+
+RunConfig.__init__ = _init_recording_given(RunConfig.__init__)
 
 
 # The paper's full configuration: its public code's defaults as the code runs (docs/paper.md, section 4);
@@ -154,14 +236,14 @@ PAPER = dict(model="gpt", layers=24, width=768, heads=12, pos="absolute", dropou
              lr=0.01, weight_decay=0.01, batch_size=64, vocab=800, entity_len=1, seed=1234)
 
 
-def paper_config(cfg, keep_epochs=False):
-    """cfg with the paper's full configuration; an explicit number of epochs may be kept."""
-    return cfg.replace(**{k: v for k, v in PAPER.items() if k != "epochs" or not keep_epochs})
+def to_flag(name):
+    return "--" + name.replace("_", "-")
 
 
-def model_registry():
-    from .model import Model                  # the models register themselves on import
-    return Model.registry
+def did_you_mean(word, candidates):
+    """'; did you mean X?' for a close candidate, else ''."""
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 def field_type(f):

@@ -23,15 +23,12 @@ from .config import RunConfig
 from .cure_data import apply
 from .cure_trace import MarginAccount, decoder_split
 from .errors import RunError, UsageError
-from .experiments import alphabet_rank, make_dataset, make_model, make_optimizer
-from .one_layer import OneLayer
-from .optim import SGD
 from .machinery.parallel import run_all
+from .measures import alphabet_rank
+from .one_layer import OneLayer
+from .running import make_dataset, make_model, make_optimizer
 from .report import say, verdict
 from .train import Trainer
-
-FULL_BATCH = 10 ** 9           # batch_size for gradient descent on the whole training set
-
 
 @dataclass(frozen=True)
 class Row:
@@ -41,7 +38,6 @@ class Row:
     model: str                 # a registered model kind
     changes: dict = field(default_factory=dict)     # RunConfig fields that differ from the row's base
     recipe: tuple = ("none", {})                    # cure_data.apply(recipe, data)
-    sgd_weight_decay: float = 0.0                   # for the SGD models (the GPT's decay is in changes)
     default: bool = True                            # False: only when --rows names it
 
 
@@ -66,8 +62,8 @@ ROWS = [
     Row("bridge-comp-f", "identity bridge, composition", "Ma et al. 2602.02470", "one-layer-factorized",
         recipe=COMPOSITION),
     Row("reverse-1l", "reverse training", "Golovneva et al. 2403.13799", "one-layer", recipe=REVERSE),
-    Row("wd-0.001-f", "weight decay 0.001", "sweep", "one-layer-factorized", sgd_weight_decay=0.001),
-    Row("wd-0.01-f", "weight decay 0.01", "sweep", "one-layer-factorized", sgd_weight_decay=0.01),
+    Row("wd-0.001-f", "weight decay 0.001", "sweep", "one-layer-factorized", dict(weight_decay=0.001)),
+    Row("wd-0.01-f", "weight decay 0.01", "sweep", "one-layer-factorized", dict(weight_decay=0.01)),
     # two-token entities (400 pairs): reverse training keeps each entity's inner order; ~6x a baseline row
     Row("baseline-L2", "baseline (entities of 2 tokens)", "Zhu et al. 2405.04669", "gpt", dict(entity_len=2),
         default=False),
@@ -76,11 +72,11 @@ ROWS = [
 ]
 # the base of every row: the demo's default reversal run for the GPT; the one-layer models (whose
 # every step costs ~M^3 for the M x M decoder) on the 100-pair split of vocabulary 400, full batch
-BASE = {"gpt": dict(vocab=800, epochs=100), "one-layer": dict(vocab=400, batch_size=FULL_BATCH, epochs=100),
-        "one-layer-factorized": dict(vocab=400, batch_size=FULL_BATCH, epochs=600)}
+BASE = {"gpt": dict(vocab=800, epochs=100), "one-layer": dict(vocab=400, full_batch=True, epochs=100),
+        "one-layer-factorized": dict(vocab=400, full_batch=True, epochs=600)}
 QUICK = {"gpt": dict(vocab=200, layers=1, width=32, epochs=60),
-         "one-layer": dict(vocab=100, batch_size=FULL_BATCH, epochs=100),
-         "one-layer-factorized": dict(vocab=100, batch_size=FULL_BATCH, epochs=200)}
+         "one-layer": dict(vocab=100, full_batch=True, epochs=100),
+         "one-layer-factorized": dict(vocab=100, full_batch=True, epochs=200)}
 
 
 def select(keys=None):
@@ -101,13 +97,14 @@ def row_config(row, quick=False):
     if quick and "epochs" in row.changes:          # keep a row's longer training in proportion
         base["epochs"] = round(base["epochs"] * row.changes["epochs"] / BASE[family]["epochs"])
     changes = {k: v for k, v in row.changes.items() if not (quick and k == "epochs")}
-    return RunConfig(model=row.model, **{**base, **changes}).resolved().replace(eval_every=FULL_BATCH)
+    cfg = RunConfig(model=row.model, **{**base, **changes}).resolved()
+    return cfg.replace(eval_every=cfg.epochs)          # evaluated once, at the end
 
 
 def make_tasks(rows, seeds=5, seed=1234, quick=False, account=False):
     """One task per (row, seed): everything a worker needs, nothing it must share."""
-    return [dict(row=r.key, cfg=row_config(r, quick), recipe=r.recipe, sgd_weight_decay=r.sgd_weight_decay,
-                 seed=seed + i, account=account) for r in rows for i in range(seeds)]
+    return [dict(row=r.key, cfg=row_config(r, quick), recipe=r.recipe, seed=seed + i, account=account)
+            for r in rows for i in range(seeds)]
 
 
 # --------------------------------------------------------------------------- one task
@@ -118,11 +115,9 @@ def run_task(task):
     data = apply(task["recipe"], make_dataset(cfg, seed))
     model = make_model(cfg, data, seed)
     optimizer = make_optimizer(cfg)
-    if isinstance(optimizer, SGD):
-        optimizer = SGD(optimizer.lr, lrs=optimizer.lrs, weight_decay=task["sgd_weight_decay"])
     account = MarginAccount(model, data) if task["account"] else None
-    trainer = Trainer(model, optimizer, data, batch_size=cfg.batch_size, seed=seed, eval_every=cfg.epochs,
-                      trace=account)
+    trainer = Trainer(model, optimizer, data, batch_size=None if cfg.full_batch else cfg.batch_size, seed=seed,
+                      eval_every=cfg.eval_every, trace=account)
     final = trainer.run(cfg.epochs)[-1]
     out = dict(row=task["row"], seed=seed, epochs=cfg.epochs, steps=trainer.step, sentences=len(data.train),
                train_nll=final["train_nll"], val_nll=final["val_nll"], val_acc=final[f"{data.val_group} acc"],

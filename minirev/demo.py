@@ -1,30 +1,32 @@
 """The command line:  python -m minirev.demo COMMAND [options]
 
-    reversal     the paper's reversal experiment (a GPT by default): the curse, with figures
-    chain        chain of thought: A -> B and B -> C learned, A ~> C not, step by step works
-    incontext    the fact in the context: no curse
-    embeddings   cosine similarity of the learned token embeddings after the reversal run
-    bilinear     the bilinear model: sweep the embedding dimension, watch the reverse weight
-    gradcheck    every hand-written gradient against autograd, one line per parameter
-    cures        what breaks the curse: the cures from the literature, side by side over seeds
-
-Every command has --help. Errors are one line: exit status 2 for a bad request,
-1 when running it failed.
+The commands: every experiment of the registry (minirev/experiments/: reversal,
+chain, incontext, embeddings), then bilinear (the bilinear model's dimension
+sweep), gradcheck (every hand-written gradient against autograd) and cures (the
+cures from the literature side by side). Every command has --help, its options in
+groups. Errors are one line, "minirev: error: ...": exit status 2 for a bad
+request, 1 when running it failed.
 """
 import argparse
 import dataclasses
+import difflib
 import math
 import os
+import re
 import sys
 
 import numpy as np
 
 from . import commands
 from .backend import BACKENDS
-from .config import PAPER, RunConfig, choices, field_type, paper_config
+from .config import GROUPS, RunConfig, choices, did_you_mean, field_type, to_flag
 from .cures import ROWS
-from .errors import MinirevError, UsageError
-from .model import Model
+from .errors import MinirevError
+from .experiments import Experiment
+from .gradcheck import DEFAULT_TOL
+from .model import DTYPES, Model
+
+PROG = "python -m minirev.demo"
 
 
 # --------------------------------------------------------------------------- argument types
@@ -83,45 +85,71 @@ def dims_list(text):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is ONE line (and exit status 2)."""
+    """argparse, but a usage error is ONE line (and exit status 2), with a "did you mean" where one is close."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)    # --epoch is a typo, not --epochs
         super().__init__(*args, **kwargs)
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        wrong = re.search(r"invalid choice: '?([^' ]*)'? \(choose from (.*)\)", message)
+        if wrong:
+            message += did_you_mean(wrong.group(1), re.findall(r"'([^']*)'", wrong.group(2)) or
+                                    [c.strip() for c in wrong.group(2).split(",")])
+        self.exit(2, f"minirev: error: {message} (see {self.prog} --help)\n")
+
+    def refuse_unknown(self, extras):
+        """Options this parser does not know, each with the closest one it does."""
+        hints = [difflib.get_close_matches(e.split("=")[0], list(self._option_string_actions), n=1, cutoff=0.6)
+                 for e in extras if e.startswith("-")]
+        hints = [f"did you mean {h[0]}?" for h in hints if h]
+        self.error("unrecognized arguments: " + " ".join(extras) + ("; " + " ".join(hints) if hints else ""))
 
 
 # --------------------------------------------------------------------------- the parser
 
-def add_config_options(p):
-    """One option per field of RunConfig: its default, its help, its checks."""
+def add_config_options(p, experiment):
+    """One option per field of RunConfig (its help, its checks), in the groups of --help.
+
+    No option has a default here: a field is set in the RunConfig only when it was given,
+    so the config can tell an explicit value, even one equal to the default, from none."""
+    groups = {name: p.add_argument_group(f"{name} options") for name in GROUPS}
     for f in dataclasses.fields(RunConfig):
         meta = f.metadata
         if not meta.get("command_line", True):
             continue
-        flag, kind = "--" + f.name.replace("_", "-"), field_type(f)
-        kwargs = dict(help=meta["help"], default=f.default, metavar=meta.get("metavar"))
+        kind = field_type(f)
+        text = meta["help"].replace("%(default)s", str(f.default))
+        text = text.replace("{experiment_epochs}", str(experiment.default_epochs)).replace("%", "%%")
+        kwargs = dict(help=text, default=argparse.SUPPRESS)
         if kind is bool:
-            p.add_argument(flag, action="store_true", help=meta["help"])
+            groups[meta["group"]].add_argument(to_flag(f.name), action="store_true", **kwargs)
             continue
         if "choices" in meta:
-            kwargs.update(choices=choices(f), metavar=None)
-        elif kind is int:
-            kwargs["type"] = whole_number(meta["minimum"], meta.get("maximum"))
-        elif kind is float:
-            kwargs["type"] = probability if f.name == "dropout" else \
-                positive_float if meta.get("strict") else nonnegative_float
-        p.add_argument(flag, **kwargs)
+            kwargs.update(choices=choices(f))
+        else:
+            kwargs["metavar"] = meta.get("metavar")
+            if kind is int:
+                kwargs["type"] = whole_number(meta["minimum"], meta.get("maximum"))
+            elif kind is float:
+                kwargs["type"] = probability if f.name == "dropout" else \
+                    positive_float if meta.get("strict") else nonnegative_float
+        groups[meta["group"]].add_argument(to_flag(f.name), **kwargs)
+    return groups
 
 
 def build_parser():
-    parser = Parser(prog="python -m minirev.demo", description=__doc__.split("\n\n")[1],
-                    formatter_class=argparse.RawDescriptionHelpFormatter,
-                    epilog="Run 'python -m minirev.demo COMMAND --help' for the options of a command.")
+    parser = Parser(prog=PROG, description="The reversal curse, explained through the training dynamics of "
+                                           "gradient descent: the paper's experiments, the bilinear model, the "
+                                           "gradient checks and the cures.",
+                    epilog=f"Run '{PROG} COMMAND --help' for the options of a command.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
+    for name, experiment in Experiment.registry.items():
+        e = sub.add_parser(name, help=experiment.help, description=experiment.help[0].upper() + experiment.help[1:]
+                           + ".")
+        groups = add_config_options(e, experiment)
+        add_outputs(groups["output"], f"minirev_output/{name}")
 
     b = sub.add_parser("bilinear", help="the bilinear model: dimension sweep, forward vs reverse weight",
                        description="Train the bilinear model logit(y|x) = u_x^T Theta u_y for several embedding "
@@ -133,25 +161,16 @@ def build_parser():
     b.add_argument("--held-out", type=positive_int, default=10,
                    help="pairs whose reverse is never trained, the ones measured (default: %(default)s)")
     b.add_argument("--lr", type=positive_float, default=20.0, help="learning rate eta (default: %(default)s)")
-    b.add_argument("--steps", type=positive_int, default=3000, help="gradient steps (default: %(default)s)")
+    b.add_argument("--steps", type=whole_number(1, 10 ** 6), default=3000,
+                   help="gradient steps (default: %(default)s)")
     b.add_argument("--trace", type=nonnegative_int, default=0, metavar="STEPS",
                    help="print the first STEPS updates of one held-out pair, sentence by sentence")
     b.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default: %(default)s)")
     b.add_argument("--backend", choices=BACKENDS, default="numpy",
                    help="array library: numpy (CPU) or cupy (GPU, needs pip install -e \".[gpu]\")")
-    b.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="training precision")
+    b.add_argument("--dtype", choices=tuple(DTYPES), default="float32",
+                   help="training precision (default: %(default)s)")
     add_outputs(b, "minirev_output/bilinear")
-
-    for name, text in (("reversal", "the reversal experiment: train A -> B, test B <- A"),
-                       ("chain", "chain of thought: A -> B, B -> C trained; is A ~> C learned?"),
-                       ("incontext", "the fact stated in the context: no curse"),
-                       ("embeddings", "cosine similarity of the learned embeddings after the reversal run")):
-        e = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
-        add_config_options(e)
-        e.add_argument("--paper", action="store_true",
-                       help="the paper's full configuration (24 layers, width 768, 12 heads, dropout 0.1, "
-                            "3000 epochs unless --epochs is given): hours on a CPU, a GPU is advised")
-        add_outputs(e, f"minirev_output/{name}")
 
     c = sub.add_parser("cures", help="what breaks the curse: the cures from the literature, side by side",
                        description="Train every intervention (rows) for several seeds on the reversal data and "
@@ -170,15 +189,26 @@ def build_parser():
     g = sub.add_parser("gradcheck", help="check every hand-written gradient against autograd (float64)",
                        description="Differentiate each model's forward with autograd in float64 and compare it "
                                    "with the hand-written backward, one line per parameter.")
-    g.add_argument("--model", choices=("all", *Model.registry), default="all")
-    g.add_argument("--seed", type=nonnegative_int, default=0)
-    g.add_argument("--tol", type=positive_float, default=1e-7, help="relative error bound (default: %(default)s)")
+    g.add_argument("--model", choices=("all", *Model.registry), default="all",
+                   help="the model whose gradient-check example to run (default: all)")
+    g.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="seed of the examples' random parameters and tokens (default: %(default)s)")
+    g.add_argument("--tol", type=positive_float, default=DEFAULT_TOL, help="relative error bound (default: %(default)s)")
     return parser
 
 
 def add_outputs(p, out_default):
     p.add_argument("--out", default=out_default, help="folder for the figures (default: %(default)s)")
     p.add_argument("--json", metavar="PATH", help="also write the configuration and results as JSON here")
+
+
+def parse(argv=None):
+    """The parsed command line; an unknown option is refused by its command's parser, with a suggestion."""
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        parser._subparsers._group_actions[0].choices[args.command].refuse_unknown(extras)
+    return args
 
 
 def dispatch(args):
@@ -188,29 +218,17 @@ def dispatch(args):
     if args.command == "cures":
         return commands.cures(args.rows, args.seeds, args.seed, args.quick, args.jobs, args.out, args.json)
     if args.command == "bilinear":
-        options = {k: v for k, v in vars(args).items() if k != "command"}
-        return commands.bilinear(**{k: v for k, v in options.items() if k != "json"}, json_path=args.json,
-                                 config=options)
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig) if hasattr(args, f.name)}
-    cfg = RunConfig(experiment="reversal" if args.command == "embeddings" else args.command, **given)
-    if args.paper:          # the paper's configuration; an explicit --epochs still applies
-        defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
-        for name, value in PAPER.items():      # an option given with another value contradicts --paper
-            if name != "epochs" and getattr(args, name) not in (value, defaults[name]):
-                flag = "--" + name.replace("_", "-")
-                raise UsageError(f"--paper sets {flag} {value}, but {flag} {getattr(args, name)} was given: "
-                                 f"drop {flag} or --paper")
-        cfg = paper_config(cfg, keep_epochs=args.epochs is not None)
-    return commands.experiment(cfg, args.out, args.json, paper=args.paper, command=args.command)
+        cfg = RunConfig(model="bilinear", vocab=args.vocab, lr=args.lr, epochs=args.steps, seed=args.seed,
+                        dtype=args.dtype, backend=args.backend, trace=args.trace)
+        return commands.bilinear(cfg, args.dims, args.pairs, args.held_out, args.out, args.json)
+    given = {name: value for name, value in vars(args).items() if name in RunConfig.names()}
+    return commands.experiment(RunConfig(experiment=args.command, **given), args.out, args.json)
 
 
 def main(argv=None):
     if sys.stdout is None:          # started with stdout closed (>&-): the lines go nowhere, the files still
         sys.stdout = open(os.devnull, "w")
-    args = build_parser().parse_args(argv)
-    if getattr(args, "trace", 0) and args.command in ("incontext", "chain"):
-        args.trace = 0
-        print("note: --trace watches held-out reversal pairs; it applies to reversal and embeddings only")
+    args = parse(argv)
     try:
         # overflow inside NumPy is not an error here: a diverging run is caught (and named) by the
         # training loop's finite-loss check, so NumPy's own warnings would only add noise

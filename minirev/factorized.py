@@ -41,6 +41,10 @@ class Factorized(OneLayer):
                                        config=dict(vocab_size=M, rank=rank, seed=seed, init_scale=init_scale))
 
     @classmethod
+    def parameter_count(cls, cfg, V, P):
+        return 3 * V * V                                        # W_V, W_O and Z
+
+    @classmethod
     def gradcheck_example(cls, seed=0):
         rng = np.random.default_rng(seed)
         model = cls(30, rank=7, seed=seed, init_scale=0.5)

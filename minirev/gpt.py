@@ -86,6 +86,8 @@ class GPT(Model):
     """
     kind = "gpt"
     default_lr = 0.01
+    default_optimizer = "adamw"
+    options = ("layers", "width", "heads", "pos", "dropout", "tied")
     causal = True         # each position attends to itself and earlier ones (minirev/mlm.py: all)
 
     def __init__(self, vocab_size, layers=2, width=64, heads=4, pos="absolute", max_len=16,
@@ -144,10 +146,20 @@ class GPT(Model):
 
     @staticmethod
     def make_optimizer(cfg):
-        """AdamW, as the paper's code trains its GPT; --optimizer sgd for plain SGD (no weight decay)."""
+        """AdamW, as the paper's code trains its GPT; --optimizer sgd for plain SGD (cfg resolved: its decay filled)."""
         if cfg.optimizer == "sgd":
-            return SGD(cfg.lr)
+            return SGD(cfg.lr, weight_decay=cfg.weight_decay)
         return AdamW(lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    @classmethod
+    def parameter_count(cls, cfg, V, P):
+        C = cfg.width
+        return V * C * (1 if cfg.tied else 2) + P * C + cfg.layers * (12 * C ** 2 + 13 * C) + 2 * C
+
+    @classmethod
+    def activation_count(cls, cfg, B, V, P):
+        # per block ~16 (B, T, C) tensors and 3 (B, H, T, T); logits (B, T, V) x 3
+        return cfg.layers * B * P * (16 * cfg.width + 3 * cfg.heads * P) + 3 * B * P * V
 
     @classmethod
     def gradcheck_example(cls, seed=0):

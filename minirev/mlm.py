@@ -40,6 +40,10 @@ class MaskedGPT(GPT):
                    seed=seed, tied=cfg.tied, dtype=np.dtype(cfg.dtype), backend=cfg.backend)
 
     @classmethod
+    def parameter_count(cls, cfg, V, P):
+        return super().parameter_count(cfg, V + 1, P)           # the [MASK] token is one more
+
+    @classmethod
     def gradcheck_example(cls, seed=0):
         """Two blocks, rotary positions, dropout, several masked tokens per sentence, O(1) weights."""
         model, tokens = super().gradcheck_example(seed)                     # builds a MaskedGPT (cls)

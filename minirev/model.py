@@ -13,7 +13,9 @@ Each model class registers itself under its ``kind`` (the name used on the
 command line), so the run configuration, the checkpoints and the command line
 find every model through ``Model.registry`` without importing any of them.
 A model class carries what a run needs of it: ``default_lr``,
-``from_config(cfg, dataset, seed)``, ``make_optimizer(cfg)``, a small
+``default_optimizer``, ``options`` (the model options of RunConfig it reads),
+``from_config(cfg, dataset, seed)``, ``make_optimizer(cfg)``, ``parameter_count``
+and ``activation_count`` (the memory check before a run), a small
 ``gradcheck_example(seed)`` shared by the tests and ``demo gradcheck``, and
 the trace's ``watch(pairs, name)``, ``trace_title(pairs, name)`` and
 ``trace_terms(tokens, pairs, optimizer, name)``, where ``pairs`` is a list of
@@ -78,6 +80,8 @@ class Model:
     kind = "model"        # the name used on the command line
     n_target = 1          # how many final tokens of a sentence are scored
     default_lr = None     # the learning rate a run uses unless --lr says otherwise
+    default_optimizer = "sgd"   # the optimiser a run uses unless --optimizer says otherwise
+    options = ()          # the RunConfig fields of the model group it reads (--layers, --width, ...): others are refused
     registry = {}         # kind -> class, filled as each model class is defined
 
     def __init_subclass__(cls, **kwargs):
@@ -130,6 +134,15 @@ class Model:
     @classmethod
     def gradcheck_example(cls, seed=0):                       # -> (model, tokens) that exercise every path
         raise NotImplementedError
+
+    @classmethod
+    def parameter_count(cls, cfg, V, P):                      # -> parameters of from_config's model, not built
+        """For the memory check before a run: V = vocabulary (special tokens included), P = sentence length."""
+        raise NotImplementedError(f"{cls.__name__} must define parameter_count(cfg, V, P) for the memory check")
+
+    @classmethod
+    def activation_count(cls, cfg, B, V, P):                  # -> numbers one training step of B sentences holds
+        return 3 * B * V                                      # logits, probabilities, their gradient
 
     @classmethod
     def single_token_answers(cls, dataset):

@@ -43,6 +43,7 @@ class OneLayer(Model):
     kind = "one-layer"
     n_target = 1
     default_lr = 100.0
+    options = ("lr_z",)
     decoder_names = ("Y",)      # the parameters that make the decoder Y
 
     def __init__(self, vocab_size, seed=0, init_scale=0.0, dtype=np.float32, backend="numpy"):
@@ -71,7 +72,11 @@ class OneLayer(Model):
         """Plain SGD, as in the theory (or --optimizer adamw); Z has its own rate (0 by default: uniform attention)."""
         if cfg.optimizer == "adamw":
             return AdamW(cfg.lr, weight_decay=cfg.weight_decay, lrs={"Z": cfg.lr_z})
-        return SGD(cfg.lr, lrs={"Z": cfg.lr_z})
+        return SGD(cfg.lr, lrs={"Z": cfg.lr_z}, weight_decay=cfg.weight_decay)
+
+    @classmethod
+    def parameter_count(cls, cfg, V, P):
+        return 2 * V * V                                        # Y and Z
 
     @classmethod
     def gradcheck_example(cls, seed=0):

@@ -89,6 +89,8 @@ class SGD(Optimizer):
         flat = flat_pair(params, grads, self.lrs)
         if flat:                                     # the whole flat buffer at once: the same arithmetic
             p, g = flat
+            if self.weight_decay:
+                p *= 1 - self.lr * self.weight_decay
             p -= self.lr * g
             return
         for name, p in params.items():
@@ -110,7 +112,7 @@ class AdamW(Optimizer):
     of the flat buffer, with one scratch chunk reused from step to step: no loop
     over the tensors, no new arrays. Otherwise the same update runs tensor by tensor.
     Elementwise arithmetic gives the same bits however the arrays are cut, so the
-    two ways agree exactly (tests/test_speed.py).
+    two ways agree exactly (tests/test_flat_buffer.py).
     """
     name = "adamw"
 

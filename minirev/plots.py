@@ -1,30 +1,58 @@
-"""The figures, drawn with matplotlib (no screen needed: the Agg backend)."""
+"""The figures, drawn with matplotlib's object-oriented API.
+
+Every figure is a ``matplotlib.figure.Figure`` saved straight to a PNG file: no
+pyplot, so no screen is needed, no figure is left open, and the user's own
+backend (a notebook's inline one, ``MPLBACKEND``) is never changed.
+"""
 import os
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .machinery.files import atomic_write  # noqa: E402
+from .machinery.files import atomic_write
+from .measures import logit_matrix
 
 
 def _save(fig, path):
     """Written atomically (a temporary file, then a rename): a failed write leaves no half figure."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
-    try:
-        atomic_write(path, lambda f: fig.savefig(f, dpi=110, format="png"))
-    finally:
-        plt.close(fig)
+    atomic_write(path, lambda f: fig.savefig(f, dpi=110, format="png"))
     return path
+
+
+# --------------------------------------------------------------------------- an experiment's run
+
+def run_nll_figure(name, result, runs, out_dir):
+    """The NLL curves of every seed of a run of experiment `name`."""
+    model, dataset = runs[0]["model"], runs[0]["dataset"]
+    return plot_nll_curves([r["trainer"].history for r in runs], result["final"]["log_vocab"],
+                           os.path.join(out_dir, f"{name}_nll.png"),
+                           f"{name}: {model.kind}, {len(dataset.train)} training sentences",
+                           val_label=f"validation ({dataset.val_group})", log_alphabet=result["final"]["log_alphabet"])
+
+
+def run_heatmaps(name, run, out_dir, ncols):
+    """logit(entity j | entity i) for every group of the run's data: with the relation token, and without
+    it (the public code's way, a position the loss never trains)."""
+    paths = []
+    for with_rel, suffix, how in ((True, "", "given entity AND relation token"),
+                                  (False, "_no_relation", "given the entity alone (the public code's way)")):
+        mats = {group: logit_matrix(run["model"], g, with_rel) for group, g in run["dataset"].groups.items()}
+        paths.append(plot_heatmaps(mats, os.path.join(out_dir, f"{name}_heatmaps{suffix}.png"),
+                                   f"logit(entity j | entity i), {how}", ncols=ncols))
+    return paths
+
+
+# --------------------------------------------------------------------------- the figures
 
 
 def plot_bilinear(results, log_m, path):
     """Left: training and reversal loss per embedding dimension. Right: forward vs reverse weight."""
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(results)))
+    fig = Figure(figsize=(12, 4.5))
+    ax1, ax2 = fig.subplots(1, 2)
+    colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(results)))
     for r, c in zip(results, colors):
         steps = [h["step"] for h in r["history"]]
         ax1.plot(steps, [h["train_nll"] for h in r["history"]], color=c, label=f"{r['label']}: training")
@@ -44,7 +72,8 @@ def plot_bilinear(results, log_m, path):
 
 def plot_nll_curves(histories, log_vocab, path, title, val_label="validation (unseen direction)", log_alphabet=None):
     """Training and validation NLL over epochs; mean and min-max band when several seeds ran."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     n = min(len(h) for h in histories)
     epochs = [r["epoch"] for r in histories[0][:n]]
     for key, label, color in (("train_nll", "training", "C0"), ("val_nll", val_label, "C3")):
@@ -66,7 +95,8 @@ def plot_heatmaps(matrices, path, title, ncols=2):
     """One heatmap per group: matrices is {subtitle: (n, n) array}; rows = given, columns = answer."""
     n = len(matrices)
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.8 * nrows), squeeze=False)
+    fig = Figure(figsize=(4.2 * ncols, 3.8 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax, (name, m) in zip(axes.flat, matrices.items()):
         im = ax.imshow(m, cmap="viridis", aspect="auto")
         ax.set(title=name, xlabel="answer entity j", ylabel="given entity i")
@@ -78,7 +108,8 @@ def plot_heatmaps(matrices, path, title, ncols=2):
 
 
 def plot_similarity(sim, path, title):
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig = Figure(figsize=(5.5, 4.5))
+    ax = fig.subplots()
     im = ax.imshow(sim, cmap="RdBu_r", vmin=-1, vmax=1)
     ax.set(title=title, xlabel="token", ylabel="token")
     fig.colorbar(im, ax=ax)
@@ -88,7 +119,8 @@ def plot_similarity(sim, path, title):
 def plot_cures(rows, path, title):
     """One line per row: each seed's unseen NLL (dots), their mean and min-max (bar), and the row's two
     yardsticks, log |V| (grey tick) and log(alphabet) (black tick)."""
-    fig, ax = plt.subplots(figsize=(11, 0.42 * len(rows) + 1.8))
+    fig = Figure(figsize=(11, 0.42 * len(rows) + 1.8))
+    ax = fig.subplots()
     for y, r in enumerate(rows):
         vals = [run["val_nll"] for run in r["runs"]]
         color = {"broken": "C2", "cursed": "C3"}.get(r["verdict"].split()[0], "C1")

@@ -1,6 +1,6 @@
 """What a run prints: the progress line, the tables and the one-sentence verdicts.
 
-The experiments (``minirev/experiments.py``) compute; this module only says
+The experiments (``minirev/experiments/``, ``minirev/running.py``) compute; this module only says
 what they found. Every function takes an ``out`` callable for its lines
 (``print`` by default, ``None`` for silence).
 """
@@ -9,6 +9,8 @@ import sys
 import time
 
 import numpy as np
+
+from .experiments import Experiment
 
 
 def say(out, *lines):
@@ -61,13 +63,6 @@ def progress(out, total_epochs, seeds):
     return on_message
 
 
-WHAT = {"reversal": "unseen direction", "chain": "direct A ~> C on validation triples", "incontext": "validation"}
-FAILED = {"reversal": "the reversal curse", "chain": "the direct A ~> C was not learned",
-          "incontext": "the in-context reversal was not learned"}
-LEARNED = {"reversal": "no curse here", "chain": "the direct A ~> C was learned",
-           "incontext": "no curse when the fact is in the context"}
-
-
 def spread(values, fmt=".2f", unit=""):
     """'4.1' for one value; 'mean 4.1 (min 3.2, max 5.0)' for several."""
     f = lambda v: format(v, fmt) + unit                                            # noqa: E731
@@ -77,24 +72,25 @@ def spread(values, fmt=".2f", unit=""):
 
 
 def verdict(name, train, vals, log_v, log_a):
-    """One sentence about the validation NLL, resting only on what holds for EVERY seed."""
+    """One sentence about the validation NLL of experiment `name`, resting only on what holds for EVERY seed."""
+    experiment = Experiment.registry[name]
     n = len(vals)
     every = "" if n == 1 else f" for every one of the {n} seeds"
     if max(train) > 0.5:
         return (f"training NLL {spread(train)}: the model has not learned its training sentences yet, so the "
                 f"validation NLL ({spread(vals)}) says nothing about the curse; train longer (--epochs) or "
                 "adjust --lr.")
-    head = f"training NLL {spread(train)}; {WHAT[name]} NLL {spread(vals)}: "
+    head = f"training NLL {spread(train)}; {experiment.measures} NLL {spread(vals)}: "
     if min(vals) > log_v:
         return head + (f"worse than a uniform guess over the vocabulary (log|V| = {log_v:.2f}){every}: "
-                       f"{FAILED[name]}.")
+                       f"{experiment.failed}.")
     if min(vals) > log_a:
         return head + (f"worse than a uniform guess within the answer's alphabet (log {math.exp(log_a):.0f} = "
                        f"{log_a:.2f}){every}, though not always worse than log|V| = {log_v:.2f}: "
-                       f"{FAILED[name]} (the model knows which alphabet answers come from, not the pair).")
+                       f"{experiment.failed} (the model knows which alphabet answers come from, not the pair).")
     if max(vals) < log_a:
         return head + (f"better than a uniform guess within the answer's alphabet ({log_a:.2f}){every}: "
-                       f"{LEARNED[name]}.")
+                       f"{experiment.learned}.")
     return head + (f"below the alphabet's guess ({log_a:.2f}) for some seeds and above it for others: "
                    "no verdict holds for every seed; run more epochs or seeds.")
 
@@ -130,7 +126,7 @@ def print_report(result, runs, out=print):
     train = [r["final"]["train_nll"] for r in result["runs"]]
     vals = [r["final"]["val_nll"] for r in result["runs"]]
     learned = max(vals) < log_a and max(train) <= 0.5         # then the rank has nothing to add
-    say(out, "", verdict(dataset.name, train, vals, log_v, log_a) + ("" if learned else rank_note(ranks, size)))
+    say(out, "", verdict(result["experiment"], train, vals, log_v, log_a) + ("" if learned else rank_note(ranks, size)))
 
 
 def print_bilinear_table(results, vocab, out=print):

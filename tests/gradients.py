@@ -6,7 +6,7 @@ A failing assertion names each parameter whose hand-written gradient disagrees
 with autograd, and by how much (relative error: 1/3 is a missing factor of 2,
 1 a wrong sign, 0.2 to 0.7 a transposed matrix).
 """
-TOL = 1e-7
+from minirev.gradcheck import DEFAULT_TOL as TOL  # noqa: E402  (one bound: the command line's --tol default)
 
 
 def assert_gradients_match(result, what):

@@ -21,6 +21,7 @@ import minirev.model
 from minirev.backend import to_numpy
 from minirev.bilinear import Bilinear
 from minirev.data import pairs_data, reversal_data
+from minirev.experiments import Experiment
 from minirev.gpt import GPT
 from minirev.gradcheck import compare_gradients, relative_error
 from minirev.one_layer import OneLayer
@@ -217,14 +218,17 @@ def test_trainer_epochs_on_the_backend_match_numpy(fake_gpu, name):
 # ---- the experiments end to end, trace included --------------------------------------------------
 
 def experiment_cfg(model, backend):
+    """A small run; of the model options, only those the model takes (others are refused)."""
     from minirev.config import RunConfig
-    return RunConfig(model=model, layers=1, width=8, heads=2, pos="rotary", lr_z=0.5, batch_size=32, epochs=2,
-                     vocab=40, trace=2, backend=backend, dtype="float64")
+    from minirev.model import Model
+    sizes = dict(layers=1, width=8, heads=2, pos="rotary", lr_z=0.5)
+    return RunConfig(model=model, **{k: v for k, v in sizes.items() if k in Model.registry[model].options},
+                     batch_size=32, epochs=2, vocab=40, trace=2, backend=backend, dtype="float64")
 
 
 @pytest.mark.parametrize("model", ["gpt", "one-layer", "bilinear"])
 def test_reversal_experiment_with_trace_on_the_backend(fake_gpu, model):
-    from minirev.experiments import run_experiment
+    from minirev.running import run_experiment
     results = {}
     for backend in ("numpy", "cupy"):
         results[backend], runs = run_experiment(experiment_cfg(model, backend), out=None)
@@ -244,10 +248,9 @@ def test_reversal_experiment_with_trace_on_the_backend(fake_gpu, model):
 
 def test_bilinear_sweep_with_trace_on_the_backend(fake_gpu):
     from minirev.bilinear_sweep import bilinear_sweep
-    _, host = bilinear_sweep([8, None], vocab=30, pairs=10, held_out=3, steps=20, backend="numpy",
-                             trace_steps=2, out=None)
-    _, device = bilinear_sweep([8, None], vocab=30, pairs=10, held_out=3, steps=20, backend="cupy",
-                               trace_steps=2, out=None)
+    from minirev.config import RunConfig
+    host, device = (bilinear_sweep(RunConfig(model="bilinear", vocab=30, epochs=20, seed=0, trace=2, backend=backend),
+                                   [8, None], pairs=10, held_out=3, out=None)[1] for backend in ("numpy", "cupy"))
     for h, d in zip(host, device):
         assert d["reversal_end"] == pytest.approx(h["reversal_end"], rel=1e-5), f"bilinear {h['label']}"
         assert d["reverse_weights"] == pytest.approx(h["reverse_weights"], rel=1e-5, abs=1e-7)
@@ -256,8 +259,9 @@ def test_bilinear_sweep_with_trace_on_the_backend(fake_gpu):
 @pytest.mark.parametrize("command", ["reversal", "chain", "embeddings", "incontext"])
 def test_command_line_runs_on_the_backend(fake_gpu, tmp_path, capsys, command):
     vocab = "120" if command == "incontext" else "40"             # incontext needs 100 x and 10 y tokens
+    trace = ["--trace", "1"] if Experiment.registry[command].traceable else []   # reversal pairs only
     code = minirev.demo.main([command, "--backend", "cupy", "--vocab", vocab, "--epochs", "2", "--layers", "1",
-                              "--width", "8", "--heads", "2", "--trace", "1", "--out", str(tmp_path)])
+                              "--width", "8", "--heads", "2", *trace, "--out", str(tmp_path)])
     assert code == 0, f"python -m minirev.demo {command} --backend cupy failed: {capsys.readouterr().err}"
     assert fake_gpu.transfers > 0, "the run should have moved its data to the (stand-in) device"
 

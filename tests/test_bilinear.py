@@ -6,12 +6,19 @@ import pytest
 
 from minirev.bilinear import Bilinear
 from minirev.bilinear_sweep import bilinear_sweep
+from minirev.config import RunConfig
 from minirev.data import pairs_data
 from minirev.errors import UsageError
 from minirev.gradcheck import check_model
 from minirev.optim import SGD
 
 pytestmark = pytest.mark.bilinear
+
+
+def sweep(dims, vocab=200, pairs=50, held_out=10, lr=20.0, steps=3000, seed=0, **options):
+    """bilinear_sweep with the command's defaults: m = 200, 50 pairs, 10 held out, lr 20, 3000 steps, seed 0."""
+    cfg = RunConfig(model="bilinear", vocab=vocab, lr=lr, epochs=steps, seed=seed, **options)
+    return bilinear_sweep(cfg, dims, pairs, held_out, out=None)
 
 
 def random_theta_model(dim, vocab=30, seed=0):
@@ -74,7 +81,7 @@ def test_trace_terms_add_up_to_the_actual_change_of_both_weights():
 
 def test_one_hot_reverse_weight_never_moves():
     """One-hot: y is never the first token of a training sentence, so no term touches W(y -> x)."""
-    _, results = bilinear_sweep(dims=[None], vocab=60, pairs=12, held_out=4, lr=20.0, steps=200, out=None)
+    _, results = sweep([None], vocab=60, pairs=12, held_out=4, lr=20.0, steps=200)
     r = results[0]
     assert r["train_end"] < 0.05, "the training loss should fall"
     assert r["reverse_weights"] == [0.0] * 4, f"one-hot reverse weights must stay exactly 0: {r['reverse_weights']}"
@@ -87,7 +94,7 @@ def test_one_hot_reverse_weight_never_moves():
 def test_gaussian_training_loss_falls_while_reversal_loss_stays_above_log_m():
     """Section 3's claim at d=64, m=200, 50 pairs, eta 20 (1500 steps here): the training loss goes to ~0
     while the reversal loss stays at or above log m (python -m minirev.demo bilinear prints the full run)."""
-    _, results = bilinear_sweep(dims=[64], steps=1500, out=None)
+    _, results = sweep([64], steps=1500)
     r = results[0]
     assert r["train_end"] < 0.01, f"training loss {r['train_end']}"
     assert r["reversal_end"] >= math.log(200), f"reversal loss {r['reversal_end']} fell below log m"
@@ -96,9 +103,9 @@ def test_gaussian_training_loss_falls_while_reversal_loss_stays_above_log_m():
 
 
 def test_same_seed_same_numbers_bit_for_bit():
-    a = bilinear_sweep(dims=[32], steps=50, out=None)[1][0]
-    b = bilinear_sweep(dims=[32], steps=50, out=None)[1][0]
-    c = bilinear_sweep(dims=[32], steps=50, seed=1, out=None)[1][0]
+    a = sweep([32], steps=50)[1][0]
+    b = sweep([32], steps=50)[1][0]
+    c = sweep([32], steps=50, seed=1)[1][0]
     assert a["history"] == b["history"], (
         f"the same seed gave other numbers: {first_difference(a['history'], b['history'])}")
     assert a["history"] != c["history"], "seed 1 gave the same history as seed 0: the seed is not used"
@@ -118,11 +125,11 @@ def test_nan_loss_stops_training_with_the_step():
     pytest.param(dict(dims=[0]), "dimension must be an integer >= 1", id="dims=[0]"),
     pytest.param(dict(held_out=60), "held-out pairs must be between 0 and the number of pairs", id="held_out=60"),
     pytest.param(dict(vocab=50), "too small for 50 pairs", id="vocab=50"),
-    pytest.param(dict(lr=-1.0), "learning rate must be a finite number > 0", id="lr=-1"),
-    pytest.param(dict(lr=float("nan")), "learning rate must be a finite number > 0", id="lr=nan"),
+    pytest.param(dict(lr=-1.0), "--lr must be a finite number > 0", id="lr=-1"),
+    pytest.param(dict(lr=float("nan")), "--lr must be a finite number > 0", id="lr=nan"),
     pytest.param(dict(backend="tpu"), "unknown backend 'tpu'", id="backend=tpu"),
 ])
 def test_bad_input_gets_a_one_line_error(kwargs, message):
     with pytest.raises(UsageError, match=message) as info:
-        bilinear_sweep(**{**dict(dims=[8], steps=2, out=None), **kwargs})
+        sweep(**{**dict(dims=[8], steps=2), **kwargs})
     assert "\n" not in str(info.value), f"the error should be one line, got:\n{info.value}"

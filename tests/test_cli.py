@@ -10,8 +10,10 @@ import sys
 import pytest
 
 from minirev import demo
+from minirev.experiments import Experiment
 from minirev.config import RunConfig
-from minirev.experiments import run_experiment
+from minirev.errors import UsageError
+from minirev.running import run_experiment
 
 pytestmark = pytest.mark.cli
 
@@ -101,7 +103,7 @@ BAD = [  # (arguments, what the one-line message must mention)
     (["bilinear", "--held-out", "0"], "--held-out: must be at least 1"),
     # ---- divergence with a finite loss
     (["reversal", *TINY, "--dtype", "float64", "--lr", "1e30"], "above 100 x log|V|"),
-    (["reversal", *TINY, "--model", "one-layer", "--lr", "1e30"], "training diverged"),
+    (["reversal", "--vocab", "40", "--epochs", "3", "--model", "one-layer", "--lr", "1e30"], "training diverged"),
 ]
 
 
@@ -210,11 +212,107 @@ def test_trace_prints_each_tensor_share_of_the_watched_logits(workdir, capsys):
     assert "unseen" in out and "trained" in out and "w_out" in out and "step 1" in out, out
 
 
-def test_help_documents_every_command():
-    for command in ("reversal", "chain", "incontext", "embeddings", "bilinear", "gradcheck"):
-        with pytest.raises(SystemExit) as info:
-            demo.main([command, "--help"])
-        assert info.value.code == 0
+def command_help(capsys, *command):
+    with pytest.raises(SystemExit) as info:
+        demo.main([*command, "--help"])
+    assert info.value.code == 0, f"{' '.join(command)} --help exited with {info.value.code}"
+    return capsys.readouterr().out
+
+
+def parser_options(command):
+    """The option strings of a command's parser: what its --help must list."""
+    sub = demo.build_parser()._subparsers._group_actions[0].choices[command]
+    return sorted(o for a in sub._actions for o in a.option_strings if o.startswith("--") and o != "--help")
+
+
+COMMANDS = [*Experiment.registry, "bilinear", "gradcheck", "cures"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_lists_every_option_of_the_command_with_its_help(command, capsys):
+    text = command_help(capsys, command)
+    options = parser_options(command)
+    assert options, f"{command} has no options to document"
+    for option in options:
+        assert option in text, f"{command} --help does not list {option}"
+    sub = demo.build_parser()._subparsers._group_actions[0].choices[command]
+    silent = [a.option_strings[0] for a in sub._actions if a.option_strings and not a.help]
+    assert not silent, f"{command}: these options have no help text: {silent}"
+
+
+@pytest.mark.parametrize("command", list(Experiment.registry))
+def test_an_experiments_help_groups_its_options(command, capsys):
+    text = command_help(capsys, command)
+    for group in ("model", "data", "training", "running", "output"):
+        assert f"{group} options:" in text, f"{command} --help has no '{group} options' section:\n{text}"
+    model_part = text.split("model options:")[1].split("data options:")[0]
+    assert "--layers LAYERS" in model_part and "--epochs EPOCHS" not in model_part, \
+        "--layers is a model option, --epochs is not"
+
+
+def test_the_top_level_help_lists_each_command_once(capsys):
+    text = command_help(capsys)
+    for command in COMMANDS:
+        lines = [line for line in text.splitlines() if line.split()[:1] == [command]]
+        assert len(lines) == 1, f"{command} is listed {len(lines)} times in --help:\n{text}"
+
+
+@pytest.mark.parametrize("argv, message", [
+    pytest.param(["reversl"], "did you mean reversal?", id="command reversl"),
+    pytest.param(["reversal", "--epoch", "3"], "did you mean --epochs?", id="option --epoch"),
+    pytest.param(["reversal", "--model", "gtp"], "did you mean gpt?", id="model gtp"),
+    pytest.param(["cures", "--seed", "1", "--quik"], "did you mean --quick?", id="cures --quik"),
+])
+def test_a_misspelling_gets_a_suggestion_in_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        demo.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1, f"want one line and exit 2, got {info.value.code}: {err}"
+    assert err[0].startswith("minirev: error: ") and message in err[0], err[0]
+
+
+def test_every_error_has_the_same_prefix(capsys):
+    """argparse's own errors and minirev's: "minirev: error: ", never "python -m minirev.demo reversal: error:"."""
+    with pytest.raises(SystemExit):
+        demo.main(["reversal", "--epochs", "zero"])
+    parse_error = capsys.readouterr().err
+    assert demo.main(["reversal", "--model", "one-layer", "--layers", "3"]) == 2
+    run_error = capsys.readouterr().err
+    for err in (parse_error, run_error):
+        assert err.startswith("minirev: error: ") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    pytest.param(["--model", "one-layer", "--layers", "6", "--tied"], "--layers, --tied do not apply to --model "
+                 "one-layer", id="one-layer --layers --tied"),
+    pytest.param(["--model", "one-layer", "--layers", "2"], "--layers does not apply", id="one-layer --layers 2"),
+    pytest.param(["--model", "gpt", "--lr-z", "1"], "--lr-z does not apply to --model gpt", id="gpt --lr-z"),
+    pytest.param(["--model", "bilinear", "--heads", "8"], "it takes --width", id="bilinear --heads"),
+    pytest.param(["--paper", "--layers", "2"], "--paper sets --layers 24, but --layers 2 was given",
+                 id="paper --layers 2 (the default)"),
+])
+def test_an_option_the_run_would_not_use_is_refused(argv, message, capsys, tmp_path):
+    assert demo.main(["reversal", *argv, "--out", str(tmp_path), "--json", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not list(tmp_path.iterdir()), "nothing is written for a refused run"
+
+
+@pytest.mark.parametrize("experiment", [e for e, cls in Experiment.registry.items() if not cls.traceable])
+def test_trace_is_refused_where_there_are_no_reversal_pairs(experiment, capsys):
+    assert demo.main([experiment, "--trace", "3"]) == 2
+    assert "--trace watches held-out reversal pairs" in capsys.readouterr().err
+
+
+def test_the_api_makes_the_same_checks():
+    with pytest.raises(UsageError, match="--layers does not apply to --model one-layer"):
+        RunConfig(model="one-layer", layers=6).resolved()
+    with pytest.raises(UsageError, match="--paper sets --layers 24"):
+        RunConfig(paper=True, layers=2).resolved()
+    with pytest.raises(UsageError, match="RunConfig has no field 'layer'; did you mean layers?"):
+        RunConfig(layer=2)
+    stored = RunConfig(model="one-layer", lr_z=0.5).resolved().to_dict()
+    assert RunConfig.from_dict(stored).resolved().lr_z == 0.5, "a stored config reads back (its defaults not given)"
 
 
 def test_gradcheck_command_prints_one_ok_line_per_parameter(capsys):

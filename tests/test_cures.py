@@ -130,7 +130,7 @@ def test_verdicts_hold_for_every_seed():
 def test_one_layer_split_is_exact():
     task = make_tasks(select(["bridge-f"]), seeds=1, quick=True)[0]
     from minirev.cure_data import apply
-    from minirev.experiments import make_dataset, make_model
+    from minirev.running import make_dataset, make_model
     data = apply(task["recipe"], make_dataset(task["cfg"], 5))
     model = make_model(task["cfg"], data, 5)
     opt = SGD(10.0)

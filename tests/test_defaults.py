@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from minirev import GPT, RunConfig
-from minirev.config import PAPER, paper_config
-from minirev.experiments import make_dataset, make_model, make_optimizer
+from minirev.config import PAPER
+from minirev.running import make_dataset, make_model, make_optimizer
 from minirev.optim import AdamW
 
 pytestmark = pytest.mark.experiments
@@ -35,12 +35,12 @@ PAPER_SIZE = [("layers", 24, "--n_layers default"), ("width", 768, "--embed_dim 
 @pytest.mark.parametrize("field, value, source", FROM_THE_PUBLIC_CODE, ids=[r[0] for r in FROM_THE_PUBLIC_CODE])
 def test_each_default_is_the_public_codes(field, value, source):
     assert getattr(RunConfig().resolved(), field) == value, f"default {field} should be {value!r}: {source}"
-    assert getattr(paper_config(RunConfig()), field) == value, f"--paper: {field} should be {value!r}: {source}"
+    assert getattr(RunConfig(paper=True).resolved(), field) == value, f"--paper: {field} should be {value!r}: {source}"
 
 
 @pytest.mark.parametrize("field, value, source", PAPER_SIZE, ids=[r[0] for r in PAPER_SIZE])
 def test_paper_selects_the_full_size(field, value, source):
-    assert getattr(paper_config(RunConfig()), field) == value, f"--paper {field} should be {value!r}: {source}"
+    assert getattr(RunConfig(paper=True).resolved(), field) == value, f"--paper {field} should be {value!r}: {source}"
 
 
 def test_the_table_covers_every_setting_of_paper():

@@ -9,7 +9,7 @@ import pytest
 
 from minirev.config import RunConfig
 from minirev.errors import UsageError
-from minirev.experiments import run_experiment
+from minirev.running import run_experiment
 from minirev.machinery.parallel import BLAS_VARS, blas_threads, cores, run_all
 
 pytestmark = pytest.mark.experiments

@@ -316,7 +316,7 @@ def test_a_disk_full_on_the_third_figure_leaves_no_new_figure_and_no_json(tmp_pa
 
 def test_a_diverging_run_is_stopped_even_when_its_loss_stays_finite():
     with pytest.raises(RunError, match=r"above 100 x log\|V\| = \d+: training diverged"):
-        run_experiment(SMALL.replace(model="one-layer", lr=1e30, dtype="float64"), out=None)
+        run_experiment(RunConfig(model="one-layer", vocab=40, epochs=3, lr=1e30, dtype="float64"), out=None)
 
 
 # ---- the Python API: a clear exception for each misuse -----------------------------------------

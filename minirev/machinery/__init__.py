@@ -10,3 +10,6 @@ The student's core (layers, models, optimisers, the training loop, the trace, th
 gradient check, the data, the backend) never imports this package
 (tests/test_structure.py checks it).
 """
+
+# the variables that set the BLAS library's threads, read once when NumPy loads (minirev/__init__.py, parallel.py)
+BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")

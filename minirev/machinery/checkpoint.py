@@ -172,7 +172,7 @@ class RunFolder:
         with open(os.path.join(self.folder, name), "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
-        state = dict(format=FORMAT_VERSION, kind=model.kind, model_config=model.config, dtype=model.dtype.name,
+        state = dict(format=FORMAT_VERSION, kind=model.kind, dtype=model.dtype.name,
                      config=config.identity(), epoch=trainer.epoch, batch=trainer.batch, step=trainer.step,
                      seconds=trainer.seconds, history=trainer.history, optimizer=dict(name=opt.name, t=opt.t),
                      rng=dict(shuffle=trainer.shuffle_state(), dropout=trainer.dropout_rng.bit_generator.state),

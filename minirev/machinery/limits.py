@@ -9,6 +9,8 @@ The limit is half the machine's physical memory.
 import os
 
 from ..errors import UsageError, readable
+from ..experiments import Experiment
+from ..model import Model
 
 
 def physical_memory():
@@ -31,39 +33,17 @@ def check_memory(what, nbytes, fix, limit=None):
 
 # --------------------------------------------------------------------------- a whole run
 
-# Parameters of each model kind, from its constructor: V = vocabulary (special tokens included),
-# C = --width, P = sentence length. A kind missing here is not estimated.
-PARAMETERS = {
-    "gpt": lambda cfg, V, P: V * cfg.width * (1 if cfg.tied else 2) + P * cfg.width
-    + cfg.layers * (12 * cfg.width ** 2 + 13 * cfg.width) + 2 * cfg.width,
-    "bilinear": lambda cfg, V, P: V * cfg.width + cfg.width ** 2,               # U (fixed) and Theta
-    "one-layer": lambda cfg, V, P: 2 * V * V,                                    # Y and Z
-    "one-layer-factorized": lambda cfg, V, P: 3 * V * V,                         # W_V, W_O, Z
-}
-
-
-def run_shape(cfg):
-    """(vocabulary with special tokens, sentence length, sentences) of cfg's data, without building it."""
-    if cfg.experiment == "incontext":
-        return cfg.vocab + 3, 7, 1000
-    alphabet = cfg.vocab // 4
-    pairs = min(alphabet ** min(cfg.entity_len, 64), 2 * alphabet)        # as reversal_data and chain_data
-    return cfg.vocab + 2, 2 * cfg.entity_len + 1, 3 * pairs
-
-
 def check_run_memory(cfg):
     """Refuse a configuration whose model (with gradients and optimiser moments) and one batch of
-    activations would not fit; the data generators check their own tables (minirev/data.py)."""
-    V, P, n = run_shape(cfg)
-    if cfg.model not in PARAMETERS:
-        return
+    activations would not fit; the data generators check their own tables (minirev/data.py).
+
+    The sizes come from the experiment (its data's shape, without building it) and from the
+    model class (its parameter and activation counts), so every registered model is estimated."""
+    V, P, n = Experiment.registry[cfg.experiment].shape(cfg)
+    model = Model.registry[cfg.model]
     itemsize = 4 if cfg.dtype == "float32" else 8
-    params = PARAMETERS[cfg.model](cfg, V, P)
-    B = min(cfg.batch_size, n)
-    if cfg.model == "gpt":           # per block ~16 (B, T, C) tensors and 3 (B, H, T, T); logits (B, T, V) x 3
-        activations = cfg.layers * B * P * (16 * cfg.width + 3 * cfg.heads * P) + 3 * B * P * V
-    else:
-        activations = 3 * B * V
+    params = model.parameter_count(cfg, V, P)
+    activations = model.activation_count(cfg, min(cfg.batch_size, n), V, P)
     # parameters, gradients, AdamW's two moments, a float64 copy of the logits when evaluating
     nbytes = itemsize * (4 * params + activations) + 8 * n * V
     check_memory(f"--model {cfg.model} with this configuration ({params:.3g} parameters)", nbytes,

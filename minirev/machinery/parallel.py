@@ -34,8 +34,7 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 
 from ..errors import UsageError
-
-BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+from . import BLAS_VARS
 INSTALL_DASK = 'pip install -e ".[cluster]" (dask[distributed])'
 
 

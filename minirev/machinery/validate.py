@@ -19,7 +19,7 @@ DAMAGED = "the file is damaged or was edited"
 
 # field -> (type, description) of a state.json; the nested ones are checked below
 FIELDS = {"kind": (str, "a string"), "dtype": (str, "a string"), "config": (dict, "an object"),
-          "model_config": (dict, "an object"), "epoch": (int, "a whole number"), "step": (int, "a whole number"),
+          "epoch": (int, "a whole number"), "step": (int, "a whole number"),
           "seconds": ((int, float), "a number"), "history": (list, "a list"), "optimizer": (dict, "an object"),
           "rng": (dict, "an object"), "arrays": (str, "a string"), "sha256": (str, "a string")}
 

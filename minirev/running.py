@@ -1,28 +1,28 @@
-"""The paper's experiments as functions that return plain dicts (and draw figures).
+"""Running an experiment: build its data, model and optimiser from a RunConfig, train the seeds, collect.
 
     result, runs = run_experiment(RunConfig(experiment="reversal", epochs=50))
 
-Science only: the data, the models, the training and the measurements. What a
-run prints lives in ``minirev/report.py``, the command line in
-``minirev/demo.py``. Every function takes an ``out`` callable for its printed
+``result`` is JSON-ready (the configuration, the final numbers, the history of
+every seed); ``runs`` holds the trained models and datasets, for measuring and
+drawing. What a run prints lives in ``minirev/report.py``, what each experiment
+is in ``minirev/experiments/``, the safety and the processes in
+``minirev/machinery/``. Every function takes an ``out`` callable for its printed
 lines (``print`` by default, ``None`` for silence).
 """
 import contextlib
 import math
-import os
 import time
 
 import numpy as np
 
-from . import plots
-from .backend import to_numpy
-from .machinery.checkpoint import RunFolder, check_folders, load_run
 from .config import RunConfig
-from .data import chain_data, incontext_data, reversal_data
 from .errors import UsageError
+from .experiments import Experiment
+from .machinery.checkpoint import RunFolder, check_folders, load_run
 from .machinery.limits import check_run_memory, check_seed
-from .model import Model
 from .machinery.parallel import run_all
+from .measures import alphabet_rank, held_out_pairs
+from .model import Model
 from .report import progress, say
 from .trace import Trace
 from .train import Interrupts, Trainer
@@ -31,12 +31,8 @@ from .train import Interrupts, Trainer
 # --------------------------------------------------------------------------- building a run
 
 def make_dataset(cfg, seed=None):
-    seed = cfg.seed if seed is None else seed
-    if cfg.experiment in ("reversal", "embeddings"):
-        return reversal_data(cfg.vocab, cfg.entity_len, seed)
-    if cfg.experiment == "chain":
-        return chain_data(cfg.vocab, cfg.entity_len, seed)
-    return incontext_data(cfg.vocab, seed=seed)
+    """The data of cfg.experiment (each experiment's data(), minirev/experiments/)."""
+    return Experiment.registry[cfg.experiment].data(cfg, cfg.seed if seed is None else seed)
 
 
 def make_model(cfg, dataset, seed=None):
@@ -47,28 +43,6 @@ def make_model(cfg, dataset, seed=None):
 def make_optimizer(cfg):
     """Each model's own: AdamW (the paper's GPT settings) for the gpt; plain SGD, as in the theory, for the others."""
     return Model.registry[cfg.model].make_optimizer(cfg)
-
-
-def held_out_pairs(dataset, count=2, controls=False):
-    """(seen sentence, unseen sentence) of the first held-out pairs, preferring ones trained forward.
-
-    controls=True adds a third sentence to each pair, a control for the unseen one: its
-    prefix with another answer of the same alphabet, drawn at random (seeded by the data's seed).
-    """
-    seen, unseen = dataset.groups["val seen"], dataset.groups["val unseen"]
-    order = sorted(range(len(seen)), key=lambda i: seen[i, dataset.entity_len] != 0)
-    pairs = [(seen[i], unseen[i]) for i in order[:count]]
-    if not controls:
-        return pairs
-    L, with_controls = dataset.entity_len, []
-    for k, (trained, reverse) in enumerate(pairs):
-        answer = reverse[-L:]
-        words = next(w for w in (dataset.info["x_words"], dataset.info["y_words"]) if (w == answer).all(1).any())
-        others = words[~(words == answer).all(1)]                                # the alphabet's other words
-        rng = np.random.default_rng([dataset.info.get("seed", 0), k])          # one seeded stream per pair
-        control = np.concatenate([reverse[:-L], others[rng.integers(len(others))]])
-        with_controls.append((trained, reverse, control))
-    return with_controls
 
 
 def make_trace(model, dataset, optimizer, steps, out=print, count=3):
@@ -82,33 +56,6 @@ def make_trace(model, dataset, optimizer, steps, out=print, count=3):
                  lambda batch: model.trace_terms(batch, pairs, optimizer, name), steps=steps, out=out, pairs=pairs)
 
 
-def alphabet_rank(model, dataset):
-    """Where the right answer ranks among its alphabet's tokens, on the validation group.
-
-    val_rank: the mean rank of the right first answer token (1 = best; chance is
-    (a + 1) / 2 for an alphabet of a tokens); val_top1: how often it ranks first.
-    """
-    rows = dataset.groups[dataset.val_group]
-    logits = to_numpy(model.logits(rows))[:, 0, :]                                 # (n, V)
-    candidates = np.take_along_axis(logits, dataset.answer_alphabets(rows), 1)     # (n, a)
-    right = logits[np.arange(len(rows)), rows[:, -model.n_target]]                 # (n,)
-    rank = 1 + (candidates > right[:, None]).sum(1)                                 # (n,)
-    return dict(val_rank=float(rank.mean()), val_top1=float((rank == 1).mean()))
-
-
-def logit_matrix(model, group, with_relation=True, limit=60):
-    """M[i, j] = logit(first token of answer j | sentence i's prefix), for up to `limit` sentences.
-
-    with_relation=False reads the logits given the entity alone, as the public
-    code did (a position the loss never trains).
-    """
-    group = np.asarray(group)[:limit]
-    L = model.n_target
-    tokens = group if with_relation else np.concatenate([group[:, :L], group[:, -L:]], 1)
-    logits = to_numpy(model.logits(tokens))[:, 0, :]                               # (n, V)
-    return logits[:, group[:, -L]]                                                 # (n, n)
-
-
 def _mean_history(histories):
     n = min(len(h) for h in histories)
     keys = [k for k in histories[0][0] if isinstance(histories[0][0][k], (int, float))]
@@ -116,13 +63,15 @@ def _mean_history(histories):
              for k in keys} for i in range(n)]
 
 
+# --------------------------------------------------------------------------- one seed, then all of them
+
 def train_seed(job, report):
     """Train one seed: job = (cfg, seed, first?, the trace's out). The unit of work of minirev/machinery/parallel.py.
 
-    report(message) carries ("say", lines), ("eval", seed, epoch, record) and ("done", seed,
-    epochs) to the parent's display (report.progress). Ctrl-C stops training cleanly between
-    two steps: the run keeps the steps done so far, and a checkpoint (--save) holds the exact
-    position, so --resume continues bit for bit.
+    cfg is resolved (RunConfig.resolved). report(message) carries ("say", lines), ("eval", seed,
+    epoch, record) and ("done", seed, epochs) to the parent's display (report.progress). Ctrl-C
+    stops training cleanly between two steps: the run keeps the steps done so far, and a
+    checkpoint (--save) holds the exact position, so --resume continues bit for bit.
     """
     cfg, s, first, trace_out = job
     dataset = make_dataset(cfg, s)
@@ -132,9 +81,7 @@ def train_seed(job, report):
         report(("say", [dataset.summary(), f"model: {model.describe()}",
                         f"optimizer: {optimizer.describe()}; batch {'all' if cfg.full_batch else cfg.batch_size}, "
                         f"{cfg.epochs} epochs; loss on the answer tokens only"]))
-    experiment = "reversal" if cfg.experiment == "embeddings" else cfg.experiment
-    trace = make_trace(model, dataset, optimizer, cfg.trace, trace_out) if cfg.trace and first \
-        and experiment == "reversal" else None
+    trace = make_trace(model, dataset, optimizer, cfg.trace, trace_out) if cfg.trace and first else None
     trainer = Trainer(model, optimizer, dataset, seed=s, eval_every=cfg.eval_every, trace=trace,
                       batch_size=None if cfg.full_batch else cfg.batch_size)
     save_to = cfg.save or cfg.resume
@@ -180,7 +127,6 @@ def run_experiment(cfg, out=print):
                          "e.g. run_experiment(RunConfig(experiment='reversal', epochs=50))")
     cfg = cfg.resolved()
     check_run(cfg)
-    experiment = "reversal" if cfg.experiment == "embeddings" else cfg.experiment
     seeds = [cfg.seed + i for i in range(cfg.seeds)]
     display = progress(out, cfg.epochs, seeds)
     start = time.perf_counter()
@@ -202,7 +148,7 @@ def run_experiment(cfg, out=print):
     if len(runs) > 1:
         final.update({f"{k}_std": float(np.std([f[k] for f in finals])) for k in ("train_nll", "val_nll")})
     paths = ("save", "resume", "overwrite", "jobs", "scheduler")          # how it ran, not what it found
-    result = dict(experiment=experiment, config={k: v for k, v in cfg.to_dict().items() if k not in paths},
+    result = dict(experiment=cfg.experiment, config={k: v for k, v in cfg.to_dict().items() if k not in paths},
                   interrupted=interrupted, final=final,
                   history=_mean_history([r["trainer"].history for r in runs]),
                   runs=[dict(seed=r["seed"], final=f, history=r["trainer"].history) for r, f in zip(runs, finals)])
@@ -219,52 +165,3 @@ def check_run(cfg):
     if cfg.save_every and not (cfg.save or cfg.resume):
         raise UsageError("--save-every saves checkpoints, but no folder was given: add --save DIR")
     check_folders(cfg.save, cfg.resume, cfg.overwrite)
-
-
-def chain_step_by_step(model, dataset):
-    """Accuracy of chain of thought on the validation triples: A -> B (argmax), then B -> C."""
-    first = dataset.groups["B given A (val)"]                        # [a, ->, b]
-    second = dataset.groups["C given B (val)"]                       # [b, ->, c]
-    L = dataset.entity_len
-    b_hat = to_numpy(model.logits(first)).argmax(-1)                 # (n, L) greedy B, token by token
-    step2 = np.concatenate([b_hat, second[:, L:L + 1], second[:, -L:]], 1)
-    c_hat = to_numpy(model.logits(step2)).argmax(-1)                 # (n, L)
-    direct = to_numpy(model.logits(dataset.groups["C given A (val)"])).argmax(-1)
-    return dict(step_by_step_acc=float((c_hat == second[:, -L:]).all(1).mean()),
-                b_acc=float((b_hat == first[:, -L:]).all(1).mean()),
-                direct_acc=float((direct == second[:, -L:]).all(1).mean()))
-
-
-def embedding_similarity(model, dataset, limit=60):
-    """Cosine similarity of the learned embeddings of the entity tokens, and its mean |off-diagonal|."""
-    if "wte" not in model.params:
-        raise UsageError("the embeddings experiment needs learned token embeddings: use --model gpt")
-    tokens = np.unique(np.concatenate([dataset.info["x_words"].ravel(), dataset.info["y_words"].ravel()]))
-    E = to_numpy(model.params["wte"]).astype(np.float64)[tokens]                  # (n, C)
-    E /= np.linalg.norm(E, axis=1, keepdims=True)
-    sim = E @ E.T                                                                   # (n, n)
-    off = np.abs(sim[~np.eye(len(sim), dtype=bool)])
-    rng = np.random.default_rng(0)
-    R = rng.standard_normal(E.shape)
-    R /= np.linalg.norm(R, axis=1, keepdims=True)
-    off_random = np.abs((R @ R.T)[~np.eye(len(sim), dtype=bool)])
-    return sim[:limit, :limit], float(off.mean()), float(off_random.mean())
-
-
-def draw_figures(experiment, result, runs, out_dir):
-    """The figures of an experiment; returns their paths."""
-    os.makedirs(out_dir, exist_ok=True)
-    model, dataset = runs[0]["model"], runs[0]["dataset"]
-    paths = [plots.plot_nll_curves([r["trainer"].history for r in runs], result["final"]["log_vocab"],
-                                   os.path.join(out_dir, f"{experiment}_nll.png"),
-                                   f"{experiment}: {model.kind}, {len(dataset.train)} training sentences",
-                                   val_label=f"validation ({dataset.val_group})",
-                                   log_alphabet=result["final"]["log_alphabet"])]
-    if experiment in ("reversal", "chain"):
-        ncols = 2 if experiment == "reversal" else 3
-        for with_rel, suffix, how in ((True, "", "given entity AND relation token"),
-                                      (False, "_no_relation", "given the entity alone (the public code's way)")):
-            mats = {name: logit_matrix(model, g, with_rel) for name, g in dataset.groups.items()}
-            paths.append(plots.plot_heatmaps(mats, os.path.join(out_dir, f"{experiment}_heatmaps{suffix}.png"),
-                                             f"logit(entity j | entity i), {how}", ncols=ncols))
-    return paths
