@@ -170,7 +170,25 @@ def test_every_registered_model_has_a_learning_rate_and_builds_from_a_config(kin
     sizes = {k: v for k, v in dict(layers=1, width=8, heads=2).items() if k in cls.options}  # others are refused
     cfg = RunConfig(model=kind, vocab=40, **sizes).resolved()
     model = make_model(cfg, make_dataset(cfg))
-    assert type(model) is cls and make_optimizer(cfg).lr == cls.default_lr
+    assert type(model) is cls, f"--model {kind} built a {type(model).__name__}"
+    assert make_optimizer(cfg).lr == cls.default_lr, f"{kind}: the run's lr is not the model's default_lr"
+    assert make_optimizer(cfg).name == cls.default_optimizer, f"{kind}: the run's optimiser is not its default"
+
+
+@pytest.mark.parametrize("kind", sorted(Model.registry))
+def test_every_registered_model_counts_its_parameters_for_the_memory_check(kind):
+    """The count is made before anything is built: it must cover at least what the model then holds."""
+    from minirev import RunConfig
+    from minirev.experiments import Experiment
+    from minirev.running import make_dataset, make_model
+    cls = Model.registry[kind]
+    sizes = {k: v for k, v in dict(layers=2, width=8, heads=2).items() if k in cls.options}
+    cfg = RunConfig(model=kind, vocab=40, **sizes).resolved()
+    model = make_model(cfg, make_dataset(cfg))
+    V, P, _ = Experiment.registry[cfg.experiment].shape(cfg)
+    counted = cls.parameter_count(cfg, V, P)
+    assert counted >= model.num_params(), f"{kind}: parameter_count says {counted}, the model holds {model.num_params()}"
+    assert counted <= 2 * model.num_params() + V * 8, f"{kind}: parameter_count {counted} is far above {model.num_params()}"
 
 
 def test_a_planted_wrong_gradient_fails_the_registry_check():
