@@ -22,7 +22,6 @@ from .backend import BACKENDS
 from .errors import UsageError
 from .experiments import Experiment
 from .gpt import POS
-from .machinery.parallel import cores
 from .model import DTYPES, Model
 
 GROUPS = ("model", "data", "training", "running", "output")     # the sections of --help, in this order
@@ -86,7 +85,9 @@ class RunConfig:
                                  identity=False, metavar="DIR")
     save_every: Optional[int] = option(None, "with --save: also every N epochs", "output", identity=False, minimum=1,
                                        metavar="N")
-    jobs: Optional[int] = option(None, "run the seeds in N processes side by side (default: one per core); "
+    jobs: Optional[int] = option(None, "run the seeds in N processes side by side (default: one per core on the "
+                                       "command line; from Python, 1: this process, so a script needs no "
+                                       "__main__ guard); "
                                        "results are identical to one after the other", "running", identity=False, minimum=1,
                                  metavar="N")
     scheduler: Optional[str] = option(None, "run the seeds on the Dask cluster at ADDRESS (e.g. tcp://HOST:8786; "
@@ -103,14 +104,14 @@ class RunConfig:
     def resolved(self):
         """A validated copy with the defaults that depend on other fields filled in: the paper's
         configuration (paper=True), the epochs (the experiment's), the learning rate, the optimiser and
-        its weight decay (the model's own), the processes (one per core)."""
+        its weight decay (the model's own), the processes (1: this process, unless jobs asks for more)."""
         cfg = self.validate()
         if cfg.paper:
             cfg = cfg._filled(**{k: v for k, v in PAPER.items() if not (k == "epochs" and cfg.epochs)})
         model = Model.registry[cfg.model]
         optimizer = cfg.optimizer or model.default_optimizer
         return cfg._filled(epochs=cfg.epochs or Experiment.registry[cfg.experiment].default_epochs,
-                           jobs=cfg.jobs or cores(), lr=cfg.lr if cfg.lr is not None else model.default_lr,
+                           jobs=cfg.jobs or 1, lr=cfg.lr if cfg.lr is not None else model.default_lr,
                            optimizer=optimizer, weight_decay=cfg.weight_decay if cfg.weight_decay is not None
                            else ADAMW_DECAY if optimizer == "adamw" else 0.0)
 

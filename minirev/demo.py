@@ -24,6 +24,7 @@ from .cures import ROWS
 from .errors import MinirevError
 from .experiments import Experiment
 from .gradcheck import DEFAULT_TOL
+from .machinery.parallel import cores
 from .model import DTYPES, Model
 
 PROG = "python -m minirev.demo"
@@ -222,6 +223,7 @@ def dispatch(args):
                         dtype=args.dtype, backend=args.backend, trace=args.trace)
         return commands.bilinear(cfg, args.dims, args.pairs, args.held_out, args.out, args.json)
     given = {name: value for name, value in vars(args).items() if name in RunConfig.names()}
+    given.setdefault("jobs", cores())   # the command line runs seeds side by side; Python's default is one process
     return commands.experiment(RunConfig(experiment=args.command, **given), args.out, args.json)
 
 

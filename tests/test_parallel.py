@@ -7,6 +7,8 @@ import os
 import numpy as np
 import pytest
 
+import minirev.demo
+
 from minirev.config import RunConfig
 from minirev.errors import UsageError
 from minirev.running import run_experiment
@@ -82,7 +84,16 @@ def test_scheduler_refuses_what_only_works_here():
             SWEEP.replace(seeds=1, scheduler="tcp://127.0.0.1:8786", **option).validate()
     with pytest.raises(UsageError, match="--jobs must be a whole number >= 1"):
         SWEEP.replace(jobs=0).validate()
-    assert SWEEP.resolved().jobs == cores(), "the default: one process per core"
+    assert SWEEP.resolved().jobs == 1, "from Python the default is this process: a script needs no __main__ guard"
+
+
+def test_the_command_line_runs_seeds_on_every_core_by_default(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(minirev.demo.commands, "experiment", lambda cfg, out, json_path: seen.update(jobs=cfg.jobs))
+    minirev.demo.main(["reversal", "--seeds", "2"])
+    assert seen["jobs"] == cores(), f"python -m minirev.demo: one process per core ({cores()}), got {seen['jobs']}"
+    minirev.demo.main(["reversal", "--seeds", "2", "--jobs", "1"])
+    assert seen["jobs"] == 1, "an explicit --jobs 1 is kept"
 
 
 def test_a_gpu_run_on_a_cluster_comes_back_on_the_host(monkeypatch):
