@@ -136,7 +136,8 @@ def cures(rows, seeds, seed, quick, jobs, out, json_path):
     result["seconds"] = time.perf_counter() - start
     print(f"{len(result['rows'])} rows x {seeds} seeds in {result['seconds']:.0f} s on {jobs} process(es)")
     fig = plot_cures(result["rows"], os.path.join(out_dir, "cures.png"),
-                     f"What breaks the curse: unseen NLL over {seeds} seeds per row")
+                     f"What breaks the curse: unseen NLL over {seeds} seeds per row"
+                     + (" (--quick: small models on small data)" if quick else ""))
     print(f"figure: {fig}")
     if json_path:
         write_json(json_path, result)

@@ -37,8 +37,9 @@ def run_heatmaps(name, run, out_dir, ncols):
     """logit(entity j | entity i) for every group of the run's data: with the relation token, and without
     it (the public code's way, a position the loss never trains)."""
     paths = []
-    for with_rel, suffix, how in ((True, "", "given entity AND relation token"),
-                                  (False, "_no_relation", "given the entity alone (the public code's way)")):
+    for with_rel, suffix, how in ((True, "", "given entity AND relation token, the question the loss trains"),
+                                  (False, "_no_relation", "given the entity alone: how the paper's public code reads "
+                                                          "them,\nat a position the loss never trains")):
         mats = {group: logit_matrix(run["model"], g, with_rel) for group, g in run["dataset"].groups.items()}
         paths.append(plot_heatmaps(mats, os.path.join(out_dir, f"{name}_heatmaps{suffix}.png"),
                                    f"logit(entity j | entity i), {how}", ncols=ncols))
@@ -72,13 +73,14 @@ def plot_bilinear(results, log_m, path):
 
 def plot_nll_curves(histories, log_vocab, path, title, val_label="validation (unseen direction)", log_alphabet=None):
     """Training and validation NLL over epochs; mean and min-max band when several seeds ran."""
-    fig = Figure(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 5.2))
     ax = fig.subplots()
     n = min(len(h) for h in histories)
     epochs = [r["epoch"] for r in histories[0][:n]]
-    for key, label, color in (("train_nll", "training", "C0"), ("val_nll", val_label, "C3")):
+    # training wide and solid, validation dashed on top: where the two coincide (no curse) both stay visible
+    for key, label, color, style, width in (("train_nll", "training", "C0", "-", 2.6), ("val_nll", val_label, "C3", "--", 1.4)):
         values = np.array([[r[key] for r in h[:n]] for h in histories])          # (seeds, evals)
-        ax.plot(epochs, values.mean(0), color=color,
+        ax.plot(epochs, values.mean(0), color=color, ls=style, lw=width,
                 label=label + (f" (mean of {len(histories)} seeds, band: min to max)" if len(histories) > 1 else ""))
         if len(histories) > 1:
             ax.fill_between(epochs, values.min(0), values.max(0), color=color, alpha=0.2)
@@ -87,7 +89,7 @@ def plot_nll_curves(histories, log_vocab, path, title, val_label="validation (un
         ax.axhline(log_alphabet, color="gray", ls=":", lw=1,
                    label=f"log {np.exp(log_alphabet):.0f} = {log_alphabet:.2f} (uniform within the answer's alphabet)")
     ax.set(xlabel="epoch", ylabel="negative log-likelihood (nats)", title=title)
-    ax.legend()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8, frameon=False)  # below: covers no curve
     return _save(fig, path)
 
 
@@ -103,15 +105,16 @@ def plot_heatmaps(matrices, path, title, ncols=2):
         fig.colorbar(im, ax=ax, fraction=0.046)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.suptitle(title)
+    fig.suptitle(title + "\n(each panel has its own colour scale: compare the diagonal with its own panel)", fontsize=10)
     return _save(fig, path)
 
 
 def plot_similarity(sim, path, title):
-    fig = Figure(figsize=(5.5, 4.5))
+    fig = Figure(figsize=(6, 5))
     ax = fig.subplots()
     im = ax.imshow(sim, cmap="RdBu_r", vmin=-1, vmax=1)
-    ax.set(title=title, xlabel="token", ylabel="token")
+    ax.set(xlabel="token", ylabel="token")
+    ax.set_title(title, fontsize=9, wrap=True)
     fig.colorbar(im, ax=ax)
     return _save(fig, path)
 
@@ -121,11 +124,13 @@ def plot_cures(rows, path, title):
     yardsticks, log |V| (grey tick) and log(alphabet) (black tick)."""
     fig = Figure(figsize=(11, 0.42 * len(rows) + 1.8))
     ax = fig.subplots()
+    # colour AND marker say the verdict (Okabe-Ito colours, readable with red-green colour blindness)
+    look = {"broken": ("#009E73", "o"), "cursed": ("#D55E00", "X")}
     for y, r in enumerate(rows):
         vals = [run["val_nll"] for run in r["runs"]]
-        color = {"broken": "C2", "cursed": "C3"}.get(r["verdict"].split()[0], "C1")
+        color, marker = look.get(r["verdict"].split()[0], ("#E69F00", "^"))
         ax.plot([min(vals), max(vals)], [y, y], color=color, lw=2, alpha=0.6)
-        ax.scatter(vals, [y] * len(vals), s=12, color=color, zorder=3)
+        ax.scatter(vals, [y] * len(vals), s=22, color=color, marker=marker, zorder=3)
         ax.scatter([np.mean(vals)], [y], marker="D", s=40, facecolors="none", edgecolors="k", zorder=4)
         for x, c in ((r["log_vocab"], "0.6"), (r["log_alphabet"], "k")):
             ax.plot([x, x], [y - 0.35, y + 0.35], color=c, lw=1.5)
@@ -133,8 +138,9 @@ def plot_cures(rows, path, title):
     ax.set_yticklabels([f"{r['intervention']} ({r['model']})" for r in rows], fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")                            # an NLL is > 0; cured rows sit far below the yardsticks
-    ax.set(xlabel="unseen (held-out reverse) NLL in nats: seeds (dots; green broken, red cursed, orange other), "
-                  "mean (diamond)\nticks: log|V| (grey) and log(alphabet) (black), the row's two yardsticks",
+    ax.set(xlabel="unseen (held-out reverse) NLL in nats; each seed: green circle broken, vermilion cross cursed, "
+                  "orange triangle other;\nmean: diamond; ticks: log|V| (grey) and log(alphabet) (black), "
+                  "the row's two yardsticks",
            title=title)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)

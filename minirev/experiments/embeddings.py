@@ -23,5 +23,5 @@ class Embeddings(Reversal):
         paths = super().figures(result, runs, out_dir)
         sim, off, _ = embedding_similarity(runs[0]["model"], runs[0]["dataset"])
         paths.append(plots.plot_similarity(sim, os.path.join(out_dir, "embeddings_cosine.png"),
-                                           f"cosine similarity of learned entity embeddings (mean |off-diag| {off:.3f})"))
+                                           f"cosine similarity of the learned entity embeddings\nmean |off-diagonal| {off:.3f}"))
         return paths
