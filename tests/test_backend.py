@@ -127,7 +127,8 @@ def test_stand_in_computes_like_numpy_and_writes_in_place():
 def test_gradients_on_the_backend_match_numpy(fake_gpu, name):
     host, tokens = MODELS[name]()
     device = host.copy(backend="cupy")
-    assert device.xp is fake_gpu and device.backend == "cupy"
+    assert device.xp is fake_gpu, f"{name}: copy(backend='cupy') should compute with the stand-in, not {device.xp}"
+    assert device.backend == "cupy", f"{name}: copy(backend='cupy') has backend {device.backend!r}"
     assert_on_device(device.params, f"{name}: copy(backend='cupy')")
     loss_h, grads_h = host.loss_and_grads(tokens, rng=np.random.default_rng(0))
     loss_d, grads_d = device.loss_and_grads(tokens, rng=np.random.default_rng(0))
@@ -143,7 +144,8 @@ def test_logits_on_the_backend_match_numpy(fake_gpu, name):
     host, tokens = MODELS[name]()
     device = host.copy(backend="cupy")
     assert_same(device.logits(tokens), to_numpy(host.logits(tokens)), f"{name}.logits")
-    assert abs(device.loss(tokens) - host.loss(tokens)) <= EXACT * host.loss(tokens), f"{name}.loss"
+    assert abs(device.loss(tokens) - host.loss(tokens)) <= EXACT * host.loss(tokens), (
+        f"{name}.loss: {device.loss(tokens)!r} on the stand-in, {host.loss(tokens)!r} on NumPy")
     if isinstance(host, GPT):
         assert_same(device.next_logits(tokens[:, :3]), host.next_logits(tokens[:, :3]), f"{name}.next_logits")
         logits_h, cache_h = host.forward_logits(host.params, tokens, np)
@@ -161,8 +163,10 @@ def test_logits_on_the_backend_match_numpy(fake_gpu, name):
 def test_copy_back_to_numpy_gives_host_arrays(fake_gpu):
     host, tokens = MODELS["gpt-rotary"]()
     back = host.copy(backend="cupy").copy(backend="numpy")
-    assert all(type(v) is np.ndarray for v in back.params.values()), "copy(backend='numpy') must give numpy arrays"
-    assert abs(back.loss(tokens) - host.loss(tokens)) <= EXACT * host.loss(tokens)
+    for k, v in back.params.items():
+        assert type(v) is np.ndarray, f"copy(backend='numpy') must give numpy arrays: {k} is a {type(v).__name__}"
+    assert abs(back.loss(tokens) - host.loss(tokens)) <= EXACT * host.loss(tokens), (
+        f"the round trip to the stand-in and back changed the loss: {back.loss(tokens)!r} vs {host.loss(tokens)!r}")
 
 
 # ---- optimisers and the training loop ------------------------------------------------------------
@@ -182,7 +186,8 @@ def test_optimizer_steps_on_the_backend_match_numpy(fake_gpu, name, make_opt):
     if isinstance(opt_d, AdamW):
         assert_on_device(opt_d.m, "AdamW first moments")
         state = opt_d.state_dict()
-        assert all(isinstance(v, (int, np.ndarray)) for v in state.values()), "state_dict must be host data"
+        for k, v in state.items():
+            assert isinstance(v, (int, np.ndarray)), f"state_dict must be host data: {k} is a {type(v).__name__}"
         resumed = make_opt()
         resumed.load_state_dict(state, xp=fake_gpu)
         assert_on_device(resumed.v, "AdamW second moments after load_state_dict")
@@ -253,7 +258,9 @@ def test_bilinear_sweep_with_trace_on_the_backend(fake_gpu):
                                    [8, None], pairs=10, held_out=3, out=None)[1] for backend in ("numpy", "cupy"))
     for h, d in zip(host, device):
         assert d["reversal_end"] == pytest.approx(h["reversal_end"], rel=1e-5), f"bilinear {h['label']}"
-        assert d["reverse_weights"] == pytest.approx(h["reverse_weights"], rel=1e-5, abs=1e-7)
+        assert d["reverse_weights"] == pytest.approx(h["reverse_weights"], rel=1e-5, abs=1e-7), (
+            f"bilinear {h['label']}: reverse weights {d['reverse_weights']} on the stand-in, "
+            f"{h['reverse_weights']} on NumPy")
 
 
 @pytest.mark.parametrize("command", ["reversal", "chain", "embeddings", "incontext"])
@@ -282,10 +289,14 @@ def test_saved_model_loads_onto_the_backend_and_onto_numpy(fake_gpu, tmp_path):
     path = minirev.save_model(host.copy(backend="cupy"), str(tmp_path / "gpt.npz"))
     loaded = minirev.load_model(path, backend="cupy")
     assert_on_device(loaded.params, "a model loaded with backend='cupy'")
-    assert abs(loaded.loss(tokens) - host.loss(tokens)) <= EXACT * host.loss(tokens)
+    assert abs(loaded.loss(tokens) - host.loss(tokens)) <= EXACT * host.loss(tokens), (
+        f"loaded with backend='cupy': loss {loaded.loss(tokens)!r}, the saved model's {host.loss(tokens)!r}")
     on_host = minirev.load_model(path)
-    assert all(type(v) is np.ndarray for v in on_host.params.values())
-    assert on_host.loss(tokens) == host.loss(tokens)
+    for k, v in on_host.params.items():
+        assert type(v) is np.ndarray, (
+            f"load_model without a backend must give numpy arrays: {k} is a {type(v).__name__}")
+    assert on_host.loss(tokens) == host.loss(tokens), (
+        f"loaded onto NumPy: loss {on_host.loss(tokens)!r}, the saved model's {host.loss(tokens)!r} (want equal)")
 
 
 # ---- the check can fail: a stray NumPy call is caught ---------------------------------------------

@@ -107,6 +107,22 @@ BAD = [  # (arguments, what the one-line message must mention)
 ]
 
 
+def describe(args):
+    """A short test id for a BAD row: the arguments joined, TINY's run size as "TINY", long or empty ones shown."""
+    if not args:
+        return "(no arguments)"
+    if args[1:1 + len(TINY)] == TINY:
+        args = [args[0], "TINY", *args[1 + len(TINY):]]
+    words = []
+    for word in args:
+        if word == "":
+            word = '""'
+        elif len(word) > 30:
+            word = f"{word[:3]}...({len(word)} chars)"
+        words.append(word)
+    return " ".join(words)
+
+
 @pytest.fixture(scope="module")
 def another_run(tmp_path_factory):
     """The checkpoint of an earlier run (2 epochs), copied into each work folder."""
@@ -143,7 +159,7 @@ def snapshot(folder):
     return found
 
 
-@pytest.mark.parametrize("args, message", BAD, ids=[" ".join(a) or "(nothing)" for a, _ in BAD])
+@pytest.mark.parametrize("args, message", BAD, ids=[describe(a) for a, _ in BAD])
 def test_bad_invocation_gives_one_line_and_leaves_no_files(args, message, workdir, capsys):
     if "cupy" in args and importlib.util.find_spec("cupy") is not None:
         pytest.skip("CuPy is installed here: this case is about a machine without it")
@@ -153,18 +169,22 @@ def test_bad_invocation_gives_one_line_and_leaves_no_files(args, message, workdi
     except SystemExit as e:             # argparse's usage errors
         code = e.code
     err = capsys.readouterr().err.strip().splitlines()
-    assert code in (1, 2), f"exit status {code}"
+    assert code in (1, 2), f"minirev {' '.join(args)}: exit status {code}, want 1 or 2; stderr: {err}"
     assert len(err) == 1, f"expected one line of error, got: {err}"
     assert message in err[0], f"the message should mention {message!r}: {err[0]}"
-    assert "Traceback" not in err[0]
-    assert snapshot(workdir) == before, "a failed run must not leave, change or remove a file"
+    assert "Traceback" not in err[0], f"a refusal is a message, not a traceback: {err[0]}"
+    after = snapshot(workdir)
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    assert after == before, f"a failed run must not leave, change or remove a file: {changed}"
 
 
 def test_a_real_process_prints_no_traceback(workdir):
     proc = subprocess.run([sys.executable, "-m", "minirev.demo", "reversal", "--width", "30", "--heads", "4"],
                           capture_output=True, text=True, env=ENV)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert proc.returncode == 2, (
+        f"python -m minirev.demo reversal --width 30 --heads 4: exit status {proc.returncode}, want 2")
+    assert proc.stderr.strip().count("\n") == 0, f"expected one line of error, got:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr, f"a real process must print no traceback, got:\n{proc.stderr}"
 
 
 def run_json(workdir, name, *extra):
@@ -173,19 +193,27 @@ def run_json(workdir, name, *extra):
            "--json", name, "--out", name + "-figures", *extra]
     subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=workdir, env=ENV)
     results, run = (workdir / name).read_bytes().split(b'\n "run": ')
-    assert b"seconds" in run and name.encode() in run and b"seconds" not in results
+    assert b"seconds" in run, f"{name}: the closing \"run\" block should hold the timing: {run!r}"
+    assert name.encode() in run, f"{name}: the closing \"run\" block should hold the output path: {run!r}"
+    assert b"seconds" not in results, f"{name}: the timing must appear only in the closing \"run\" block"
     return results
 
 
 def test_same_seed_in_two_processes_gives_byte_identical_results_and_another_seed_differs(workdir):
     a, b = run_json(workdir, "a.json"), run_json(workdir, "b.json")
     c = run_json(workdir, "c.json", "--seed", "7")
-    assert a == b
+    where = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    assert a == b, (
+        f"the same seed in two processes gave other bytes, first at byte {where}: "
+        f"{a[max(0, where - 40):where + 40]!r} vs {b[max(0, where - 40):where + 40]!r}")
     a, c = json.loads(a.rstrip(b",") + b"}"), json.loads(c.rstrip(b",") + b"}")
-    assert a["history"] != c["history"]
-    assert set(a) >= {"config", "history", "final"}
-    assert set(a["final"]) >= {"train_nll", "val_nll", "val_seen_nll", "log_vocab"}
-    assert set(a["history"][0]) >= {"epoch", "train_nll", "val_nll"}
+    assert a["history"] != c["history"], "--seed 7 gave the same history as the default seed"
+    missing = {"config", "history", "final"} - set(a)
+    assert not missing, f"the JSON lacks {sorted(missing)}"
+    missing = {"train_nll", "val_nll", "val_seen_nll", "log_vocab"} - set(a["final"])
+    assert not missing, f"the JSON's \"final\" lacks {sorted(missing)}"
+    missing = {"epoch", "train_nll", "val_nll"} - set(a["history"][0])
+    assert not missing, f"the JSON's history records lack {sorted(missing)}"
 
 
 def test_ctrl_c_stops_cleanly_and_still_writes_results(workdir, monkeypatch, capsys):
@@ -198,18 +226,26 @@ def test_ctrl_c_stops_cleanly_and_still_writes_results(workdir, monkeypatch, cap
         real(self, stop)
     monkeypatch.setattr(Trainer, "run_epoch", interrupted_at_epoch_3)
     code = demo.main(["reversal", *TINY[:-1], "10", "--json", "r.json", "--out", "figs"])
-    assert code == 0
+    printed = capsys.readouterr()
+    assert code == 0, f"an interrupted run should still exit with 0, got {code}: {printed.err}"
     result = json.loads((workdir / "r.json").read_text())
-    assert result["interrupted"] is True and result["final"]["epochs"] == 2
-    assert sorted(os.listdir(workdir / "figs")) == ["reversal_heatmaps.png", "reversal_heatmaps_no_relation.png",
-                                                     "reversal_nll.png"]
-    assert "interrupted at epoch 2" in capsys.readouterr().out
+    assert result["interrupted"] is True, (
+        f"the JSON should say \"interrupted\": true, got {result.get('interrupted')!r}")
+    assert result["final"]["epochs"] == 2, (
+        f"interrupted in epoch 3: the results are of epoch 2, got {result['final']['epochs']}")
+    figures = sorted(os.listdir(workdir / "figs"))
+    assert figures == ["reversal_heatmaps.png", "reversal_heatmaps_no_relation.png", "reversal_nll.png"], (
+        f"the interrupted run should still draw its three figures, found {figures}")
+    assert "interrupted at epoch 2" in printed.out, (
+        f"the run should say 'interrupted at epoch 2'; it printed:\n{printed.out}")
 
 
 def test_trace_prints_each_tensor_share_of_the_watched_logits(workdir, capsys):
-    assert demo.main(["reversal", *TINY[:-1], "1", "--trace", "1", "--out", "figs"]) == 0
-    out = capsys.readouterr().out
-    assert "unseen" in out and "trained" in out and "w_out" in out and "step 1" in out, out
+    code = demo.main(["reversal", *TINY[:-1], "1", "--trace", "1", "--out", "figs"])
+    printed = capsys.readouterr()
+    assert code == 0, f"minirev reversal --trace 1 exited with {code}: {printed.err}"
+    for word in ("unseen", "trained", "w_out", "step 1"):
+        assert word in printed.out, f"the trace should mention {word!r}; it printed:\n{printed.out}"
 
 
 def command_help(capsys, *command):
@@ -268,7 +304,8 @@ def test_a_misspelling_gets_a_suggestion_in_one_line(argv, message, capsys):
         demo.main(argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and len(err) == 1, f"want one line and exit 2, got {info.value.code}: {err}"
-    assert err[0].startswith("minirev: error: ") and message in err[0], err[0]
+    assert err[0].startswith("minirev: error: "), f"the error should start 'minirev: error: ': {err[0]}"
+    assert message in err[0], f"the error should suggest {message!r}: {err[0]}"
 
 
 def test_every_error_has_the_same_prefix(capsys):
@@ -276,10 +313,12 @@ def test_every_error_has_the_same_prefix(capsys):
     with pytest.raises(SystemExit):
         demo.main(["reversal", "--epochs", "zero"])
     parse_error = capsys.readouterr().err
-    assert demo.main(["reversal", "--model", "one-layer", "--layers", "3"]) == 2
+    code = demo.main(["reversal", "--model", "one-layer", "--layers", "3"])
     run_error = capsys.readouterr().err
-    for err in (parse_error, run_error):
-        assert err.startswith("minirev: error: ") and err.count("\n") == 1, err
+    assert code == 2, f"minirev reversal --model one-layer --layers 3 should exit with 2, got {code}: {run_error}"
+    for kind, err in (("argparse's", parse_error), ("minirev's", run_error)):
+        assert err.startswith("minirev: error: "), f"{kind} error should start 'minirev: error: ': {err!r}"
+        assert err.count("\n") == 1, f"{kind} error should be one line: {err!r}"
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -292,16 +331,22 @@ def test_every_error_has_the_same_prefix(capsys):
                  id="paper --layers 2 (the default)"),
 ])
 def test_an_option_the_run_would_not_use_is_refused(argv, message, capsys, tmp_path):
-    assert demo.main(["reversal", *argv, "--out", str(tmp_path), "--json", str(tmp_path / "r.json")]) == 2
+    code = demo.main(["reversal", *argv, "--out", str(tmp_path), "--json", str(tmp_path / "r.json")])
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1, err
-    assert not list(tmp_path.iterdir()), "nothing is written for a refused run"
+    assert code == 2, f"minirev reversal {' '.join(argv)} should exit with 2, got {code}: {err}"
+    assert message in err, f"the error should mention {message!r}: {err}"
+    assert err.count("\n") == 1, f"the error should be one line: {err!r}"
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert not written, f"nothing is written for a refused run, found {written}"
 
 
 @pytest.mark.parametrize("experiment", [e for e, cls in Experiment.registry.items() if not cls.traceable])
 def test_trace_is_refused_where_there_are_no_reversal_pairs(experiment, capsys):
-    assert demo.main([experiment, "--trace", "3"]) == 2
-    assert "--trace watches held-out reversal pairs" in capsys.readouterr().err
+    code = demo.main([experiment, "--trace", "3"])
+    err = capsys.readouterr().err
+    assert code == 2, f"minirev {experiment} --trace 3 should exit with 2, got {code}: {err}"
+    assert "--trace watches held-out reversal pairs" in err, (
+        f"the error should say '--trace watches held-out reversal pairs': {err}")
 
 
 def test_the_api_makes_the_same_checks():
@@ -316,9 +361,12 @@ def test_the_api_makes_the_same_checks():
 
 
 def test_gradcheck_command_prints_one_ok_line_per_parameter(capsys):
-    assert demo.main(["gradcheck"]) == 0
+    code = demo.main(["gradcheck"])
     out = capsys.readouterr().out
-    assert "all gradients match autograd" in out and "FAIL" not in out
+    assert code == 0, f"minirev gradcheck exited with {code}; it printed:\n{out}"
+    assert "all gradients match autograd" in out, f"minirev gradcheck should end 'all gradients match autograd':\n{out}"
+    failed = [line for line in out.splitlines() if "FAIL" in line]
+    assert not failed, "these gradients fail the check:\n" + "\n".join(failed)
     for name in ("Theta", "Y ", "Z ", "wte", "h1.attn.w_qkv", "lnf.g"):
         assert any(line.strip().startswith(name.strip()) and line.rstrip().endswith("OK")
                    for line in out.splitlines()), f"no OK line for {name}"

@@ -70,7 +70,8 @@ MODELS = {
 def test_loss_and_gradients_on_the_gpu_match_numpy(name, dtype):
     host, tokens = MODELS[name](np.dtype(dtype))
     device = host.copy(backend="cupy")
-    assert all(isinstance(v, cupy.ndarray) for v in device.params.values()), "copy(backend='cupy') left host arrays"
+    for k, v in device.params.items():
+        assert isinstance(v, cupy.ndarray), f"{name}: copy(backend='cupy') left {k} on the host ({type(v).__name__})"
     loss_h, grads_h = host.loss_and_grads(tokens, rng=np.random.default_rng(0))
     loss_d, grads_d = device.loss_and_grads(tokens, rng=np.random.default_rng(0))
     tol = TOL[dtype]
@@ -90,6 +91,10 @@ def test_a_short_training_run_on_the_gpu_matches_numpy():
         trainers[backend] = Trainer(model, AdamW(lr=0.01), data, batch_size=16, seed=0)
         trainers[backend].run(3)
     host, device = trainers["numpy"], trainers["cupy"]
-    assert device.history[-1]["train_nll"] < device.history[0]["train_nll"], "training on the GPU did not lower the loss"
+    assert device.history[-1]["train_nll"] < device.history[0]["train_nll"], (
+        f"training on the GPU did not lower the loss: {device.history[0]['train_nll']:.4f} at epoch "
+        f"{device.history[0]['epoch']}, {device.history[-1]['train_nll']:.4f} at epoch {device.history[-1]['epoch']}")
     for h, d in zip(host.history, device.history):
-        assert d["train_nll"] == pytest.approx(h["train_nll"], rel=1e-8), f"training NLL at epoch {h['epoch']}"
+        assert d["train_nll"] == pytest.approx(h["train_nll"], rel=1e-8), (
+            f"training NLL at epoch {h['epoch']}: {d['train_nll']!r} on the GPU, {h['train_nll']!r} on NumPy "
+            "(rel. 1e-8)")

@@ -44,15 +44,20 @@ def test_paper_selects_the_full_size(field, value, source):
 
 
 def test_the_table_covers_every_setting_of_paper():
-    assert {r[0] for r in FROM_THE_PUBLIC_CODE + PAPER_SIZE} >= set(PAPER), "a --paper setting has no source row"
+    missing = sorted(set(PAPER) - {r[0] for r in FROM_THE_PUBLIC_CODE + PAPER_SIZE})
+    assert not missing, f"these --paper settings have no source row in the table: {missing}"
 
 
 def test_the_default_model_and_optimiser_are_built_as_the_code_runs():
     cfg = RunConfig(vocab=40).resolved()
     model, opt = make_model(cfg, make_dataset(cfg)), make_optimizer(cfg)
     assert "w_out" in model.params and model.out_name == "w_out", "untied: the output layer has its own matrix"
-    assert model.dropout == 0.1 and isinstance(opt, AdamW)
-    assert (opt.lr, opt.beta1, opt.beta2, opt.weight_decay) == (0.01, 0.9, 0.999, 0.01)
+    assert model.dropout == 0.1, f"the default model's dropout should be 0.1, got {model.dropout}"
+    assert isinstance(opt, AdamW), f"the default optimiser should be AdamW, got {type(opt).__name__}"
+    got = (opt.lr, opt.beta1, opt.beta2, opt.weight_decay)
+    assert got == (0.01, 0.9, 0.999, 0.01), (
+        f"AdamW's (lr, beta1, beta2, weight_decay) should be torch's as the code runs, (0.01, 0.9, 0.999, 0.01); got "
+        f"{got}")
     gpt = GPT(12)
     assert gpt.out_name == "w_out" and gpt.dropout == 0.1, "the GPT class has the same defaults"
 
@@ -63,7 +68,9 @@ def test_weight_decay_shrinks_every_tensor():
     before = {k: v.copy() for k, v in model.params.items()}
     AdamW(lr=0.01).step(model.params, {k: np.zeros_like(v) for k, v in model.params.items()})
     for name, value in model.params.items():
-        assert np.allclose(value, before[name] * (1 - 0.01 * 0.01)), f"{name} was not decayed"
+        assert np.allclose(value, before[name] * (1 - 0.01 * 0.01)), (
+            f"{name} was not decayed by 1 - lr x weight decay = 0.9999: max |after - 0.9999 x before| "
+            f"{np.abs(value - before[name] * (1 - 0.01 * 0.01)).max():.2e}")
 
 
 def test_loss_is_on_the_answer_tokens_only():
@@ -73,4 +80,6 @@ def test_loss_is_on_the_answer_tokens_only():
     logits = model.forward_logits(model.params, tokens, np)[0][0].astype(np.float64)      # (T, V)
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     answer_only = -(logp[2, 5] + logp[3, 6]) / 2                   # positions 2, 3 predict tokens 5, 6
-    assert model.loss(tokens) == pytest.approx(answer_only, rel=1e-5)
+    assert model.loss(tokens) == pytest.approx(answer_only, rel=1e-5), (
+        f"the loss should be the mean NLL of the answer tokens 5, 6 only, {answer_only:.6f}; got "
+        f"{model.loss(tokens):.6f}")

@@ -41,7 +41,8 @@ def test_gradients_match_autograd(pos, dropout):
 
 def test_gradients_of_the_untied_output_layer():
     model = scrambled(GPT(V, layers=2, width=12, heads=3, max_len=6, entity_len=2, tied=False, dtype=np.float64))
-    assert "w_out" in model.params
+    assert "w_out" in model.params, (
+        f"tied=False: the output layer should be its own w_out; parameters {list(model.params)}")
     assert_ok(check_model(model, sentences(), tol=TOL), "gpt tied=False")
 
 
@@ -100,22 +101,37 @@ def test_logits_are_causal_and_consistent_with_the_loss(pos):
 def test_float32_stays_float32_and_dropout_is_seeded():
     model = GPT(V, layers=2, width=8, heads=2, dropout=0.5)
     loss, grads = model.loss_and_grads(sentences(), rng=np.random.default_rng(0))
-    assert all(g.dtype == np.float32 for g in grads.values()), "no float64 upcasts in the backward"
-    assert loss == model.loss_and_grads(sentences(), rng=np.random.default_rng(0))[0], "same seed, same masks"
-    assert loss != model.loss_and_grads(sentences(), rng=np.random.default_rng(1))[0]
-    assert model.loss(sentences()) == model.loss(sentences()), "no rng: evaluation, no dropout"
+    for k, g in grads.items():
+        assert g.dtype == np.float32, f"no float64 upcasts in the backward: the gradient of {k} is {g.dtype}"
+    again = model.loss_and_grads(sentences(), rng=np.random.default_rng(0))[0]
+    assert loss == again, f"same seed, same masks: loss {loss!r}, then {again!r}"
+    other = model.loss_and_grads(sentences(), rng=np.random.default_rng(1))[0]
+    assert loss != other, f"another seed draws other dropout masks, yet seeds 0 and 1 gave the same loss {loss!r}"
+    first, second = model.loss(sentences()), model.loss(sentences())
+    assert first == second, f"no rng: evaluation, no dropout; two evaluations gave {first!r} and {second!r}"
 
 
 def test_parameters_and_init_follow_gpt2():
     model = GPT(802, layers=2, width=64, heads=4, seed=1)
     p = model.host_params()
-    assert list(p)[:3] == ["wte", "wpe", "h0.ln1.g"] and list(p)[-3:] == ["lnf.g", "lnf.b", "w_out"]
-    assert p["h1.attn.w_qkv"].shape == (64, 192) and p["h1.mlp.w_proj"].shape == (256, 64)
-    assert abs(p["wte"].std() - 0.02) < 1e-3 and abs(p["h0.mlp.w_proj"].std() - 0.01) < 1e-3
-    assert np.all(p["h0.ln1.g"] == 1) and np.all(p["h0.attn.b_qkv"] == 0)
-    assert model.config == dict(vocab_size=802, layers=2, width=64, heads=4, pos="absolute",
-                                max_len=16, dropout=0.1, entity_len=1, seed=1, tied=False)
-    assert "wpe" not in GPT(V, pos="rotary").params
+    assert list(p)[:3] == ["wte", "wpe", "h0.ln1.g"], f"GPT-2's order starts wte, wpe, h0.ln1.g: got {list(p)[:3]}"
+    assert list(p)[-3:] == ["lnf.g", "lnf.b", "w_out"], f"GPT-2's order ends lnf.g, lnf.b, w_out: got {list(p)[-3:]}"
+    assert p["h1.attn.w_qkv"].shape == (64, 192), (
+        f"h1.attn.w_qkv is (width, 3 x width) = (64, 192), got {p['h1.attn.w_qkv'].shape}")
+    assert p["h1.mlp.w_proj"].shape == (256, 64), (
+        f"h1.mlp.w_proj is (4 x width, width) = (256, 64), got {p['h1.mlp.w_proj'].shape}")
+    assert abs(p["wte"].std() - 0.02) < 1e-3, f"GPT-2's init: wte has std 0.02, got {p['wte'].std():.4f}"
+    assert abs(p["h0.mlp.w_proj"].std() - 0.01) < 1e-3, (
+        f"GPT-2's init: a residual projection has std 0.02 / sqrt(2 x layers) = 0.01, got "
+        f"{p['h0.mlp.w_proj'].std():.4f}")
+    assert np.all(p["h0.ln1.g"] == 1), f"LayerNorm gains start at 1: h0.ln1.g has {np.unique(p['h0.ln1.g'])}"
+    assert np.all(p["h0.attn.b_qkv"] == 0), f"biases start at 0: h0.attn.b_qkv has {np.unique(p['h0.attn.b_qkv'])}"
+    want = dict(vocab_size=802, layers=2, width=64, heads=4, pos="absolute",
+                max_len=16, dropout=0.1, entity_len=1, seed=1, tied=False)
+    wrong = [k for k in sorted(model.config.keys() | want.keys()) if model.config.get(k) != want.get(k)]
+    assert model.config == want, (
+        "config: " + ", ".join(f"{k} {model.config.get(k)!r} (want {want.get(k)!r})" for k in wrong))
+    assert "wpe" not in GPT(V, pos="rotary").params, "pos='rotary' has no positional table wpe"
 
 
 def output_layer_reads(model, name):
@@ -136,20 +152,22 @@ def test_output_layer_is_its_own_matrix_unless_tied():
 def test_the_output_layer_check_catches_a_planted_mistake():
     planted = GPT(V, layers=1, width=8, heads=2)
     planted.out_name = "wte"                       # the mistake: an "untied" model whose head reads wte
-    assert "w_out" in planted.params and not output_layer_reads(planted, "w_out")
+    assert "w_out" in planted.params, f"the planted model still has a w_out: parameters {list(planted.params)}"
+    assert not output_layer_reads(planted, "w_out"), (
+        "the check missed the planted mistake: out_name = 'wte', yet zeroing w_out zeroed every logit")
 
 
 # ---- bad inputs ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(width=10, heads=4), "not divisible by heads"),
-    (dict(pos="learned"), "unknown pos 'learned'; choose one of none, absolute, rotary"),
-    (dict(dropout=1.0), r"dropout must be a number in \[0, 1\)"),
-    (dict(dropout=-0.1), r"dropout must be a number in \[0, 1\)"),
-    (dict(layers=0), "layers must be an integer >= 1"),
-    (dict(width=0), "width must be an integer >= 1"),
-    (dict(heads=0), "heads must be an integer >= 1"),
-    (dict(width=12, heads=4, pos="rotary"), "head dim .* must be even"),
+    pytest.param(dict(width=10, heads=4), "not divisible by heads", id="width 10 heads 4"),
+    pytest.param(dict(pos="learned"), "unknown pos 'learned'; choose one of none, absolute, rotary", id="pos learned"),
+    pytest.param(dict(dropout=1.0), r"dropout must be a number in \[0, 1\)", id="dropout 1"),
+    pytest.param(dict(dropout=-0.1), r"dropout must be a number in \[0, 1\)", id="dropout -0.1"),
+    pytest.param(dict(layers=0), "layers must be an integer >= 1", id="layers 0"),
+    pytest.param(dict(width=0), "width must be an integer >= 1", id="width 0"),
+    pytest.param(dict(heads=0), "heads must be an integer >= 1", id="heads 0"),
+    pytest.param(dict(width=12, heads=4, pos="rotary"), "head dim .* must be even", id="rotary head dim 3"),
 ])
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(UsageError, match=message):
@@ -181,5 +199,5 @@ def test_memorises_a_tiny_reversal_set():
     for _ in range(150):
         loss, grads = model.loss_and_grads(tokens)
         opt.step(model.params, grads)
-    assert first > 2.5 and model.loss(tokens) < 0.05, \
-        f"training loss went {first:.2f} -> {model.loss(tokens):.3f}, expected below 0.05"
+    assert first > 2.5, f"an untrained model should be near chance: first loss {first:.2f}, want above 2.5"
+    assert model.loss(tokens) < 0.05, f"training loss went {first:.2f} -> {model.loss(tokens):.3f}, expected below 0.05"

@@ -26,12 +26,26 @@ def outcome(result, runs):
     return final, result["history"], result["runs"], params
 
 
+def first_difference(a, b):
+    """Where two lists of records (dicts) first differ, for an assertion message."""
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            keys = sorted(k for k in x.keys() | y.keys() if x.get(k) != y.get(k))
+            return f"record {i}: " + ", ".join(f"{k} {x.get(k)!r} vs {y.get(k)!r}" for k in keys)
+    return f"{len(a)} records vs {len(b)}"
+
+
 def assert_identical(a, b):
     (fa, ha, ra, pa), (fb, hb, rb, pb) = a, b
-    assert fa == fb and ha == hb and ra == rb, "the histories must agree to the last bit"
-    assert len(pa) == len(pb) == 2
-    for x, y in zip(pa, pb):
-        assert x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x), "final parameters differ"
+    assert fa == fb, f"the final numbers must agree to the last bit: {first_difference([fa], [fb])}"
+    assert ha == hb, f"the histories must agree to the last bit: {first_difference(ha, hb)}"
+    assert ra == rb, f"the per-seed results must agree to the last bit: {first_difference(ra, rb)}"
+    assert len(pa) == len(pb) == 2, f"want the final parameters of 2 runs on each side, got {len(pa)} and {len(pb)}"
+    for run, (x, y) in enumerate(zip(pa, pb)):
+        assert x.keys() == y.keys(), f"run {run}: the parameter names differ: {sorted(x.keys() ^ y.keys())}"
+        for k in x:
+            assert np.array_equal(x[k], y[k]), (
+                f"run {run}: final parameter {k} differs, max |difference| {np.abs(x[k] - y[k]).max():.3e}")
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +57,15 @@ def test_two_processes_give_bit_identical_results(serial):
     lines = []
     parallel = outcome(*run_experiment(SWEEP.replace(jobs=2), out=lines.append))
     assert_identical(serial, parallel)
-    assert parallel[2][0]["seed"] == SWEEP.seed and parallel[2][1]["seed"] == SWEEP.seed + 1, "results in seed order"
+    seeds = [r["seed"] for r in parallel[2]]
+    assert seeds[0] == SWEEP.seed and seeds[1] == SWEEP.seed + 1, (
+        f"results in seed order: want seeds {[SWEEP.seed, SWEEP.seed + 1]}, got {seeds}")
     shown = [line for line in lines if "runs at epochs" in line]
-    assert shown and shown[-1].startswith("2 runs at epochs 3,3 of 3"), "one display with both runs"
-    assert any(line.startswith("model: gpt") for line in lines), "the first run's summary reaches this process"
+    assert shown, "no progress display ('... runs at epochs ...') was printed; printed:\n" + "\n".join(lines)
+    assert shown[-1].startswith("2 runs at epochs 3,3 of 3"), (
+        f"one display with both runs: the last should start '2 runs at epochs 3,3 of 3', got {shown[-1]!r}")
+    assert any(line.startswith("model: gpt") for line in lines), (
+        "the first run's summary ('model: gpt ...') reaches this process; printed:\n" + "\n".join(lines))
 
 
 def read_settings(item, report):
@@ -58,10 +77,22 @@ def test_each_worker_gets_its_share_of_the_cores_and_our_numpy_error_settings():
     said, before = [], {v: os.environ.get(v) for v in BLAS_VARS}
     with np.errstate(over="ignore"):                  # as the command line runs (a diverged loss is named, not warned)
         found = run_all(read_settings, [0, 1], jobs=2, on_message=said.append)
-    assert found == [({v: str(blas_threads(2)) for v in BLAS_VARS}, "ignore")] * 2
-    assert blas_threads(2) * 2 <= max(cores(), 2) and blas_threads(1) == cores()
-    assert sorted(m[1][0] for m in said) == ["worker 0", "worker 1"], "reports reach the parent"
-    assert {v: os.environ.get(v) for v in BLAS_VARS} == before, "this process's settings are restored"
+    want = ({v: str(blas_threads(2)) for v in BLAS_VARS}, "ignore")
+    assert len(found) == 2, f"two items, two answers: got {len(found)}"
+    for item, got in enumerate(found):
+        assert got == want, (
+            f"worker {item}: want {blas_threads(2)} BLAS threads in {', '.join(BLAS_VARS)} "
+            f"and np.geterr over='ignore', got {got}")
+    assert blas_threads(2) * 2 <= max(cores(), 2), (
+        f"2 workers x {blas_threads(2)} BLAS threads each is more than the {cores()} cores")
+    assert blas_threads(1) == cores(), f"one worker gets every core: {blas_threads(1)} threads, {cores()} cores"
+    reports = sorted(m[1][0] for m in said)
+    assert reports == ["worker 0", "worker 1"], (
+        f"reports reach the parent: want ['worker 0', 'worker 1'], got {reports}")
+    after = {v: os.environ.get(v) for v in BLAS_VARS}
+    assert after == before, (
+        "this process's settings are restored: "
+        + ", ".join(f"{v} {before[v]!r} -> {after[v]!r}" for v in BLAS_VARS if after[v] != before[v]))
 
 
 def test_a_dask_local_cluster_gives_the_serial_results(serial):
@@ -69,13 +100,15 @@ def test_a_dask_local_cluster_gives_the_serial_results(serial):
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
                                   silence_logs=50) as cluster:
         with distributed.Client(cluster) as client:
-            assert len(client.scheduler_info()["workers"]) == 2
+            started = len(client.scheduler_info()["workers"])
+            assert started == 2, f"the LocalCluster should start 2 workers, it has {started}"
             lines = []
             result, runs = run_experiment(SWEEP.replace(scheduler=cluster.scheduler_address), out=lines.append)
             workers = {w["id"] for w in client.scheduler_info()["workers"].values()}
     assert_identical(serial, outcome(result, runs))
-    assert len(workers) == 2
-    assert any("runs at epochs 3,3 of 3" in line for line in lines), "progress comes back from the workers"
+    assert len(workers) == 2, f"the run should still see 2 workers, it saw {sorted(workers)}"
+    assert any("runs at epochs 3,3 of 3" in line for line in lines), (
+        "progress ('runs at epochs 3,3 of 3') comes back from the workers; printed:\n" + "\n".join(lines))
 
 
 def test_scheduler_refuses_what_only_works_here():
@@ -110,6 +143,9 @@ def test_a_gpu_run_on_a_cluster_comes_back_on_the_host(monkeypatch):
                                   silence_logs=50) as cluster:
         result, runs = run_experiment(cfg.replace(scheduler=cluster.scheduler_address), out=None)
     here = run_experiment(cfg.replace(jobs=1), out=None)
-    assert all(r["model"].backend == "numpy" and isinstance(r["model"].params.flat, np.ndarray) for r in runs)
-    assert all(r["trainer"].model is r["model"] for r in runs)
+    for i, r in enumerate(runs):
+        assert r["model"].backend == "numpy", f"run {i} came back with backend {r['model'].backend!r}, want 'numpy'"
+        assert isinstance(r["model"].params.flat, np.ndarray), (
+            f"run {i}: the parameters came back as {type(r['model'].params.flat).__name__}, want a NumPy array")
+        assert r["trainer"].model is r["model"], f"run {i}: the trainer holds another model than the run's"
     assert result["history"] == here[0]["history"], "the stand-in on the workers computes what it computes here"
