@@ -42,4 +42,4 @@ from .running import run_experiment  # noqa: E402
 __all__ = ["Experiment", "Model", "Bilinear", "OneLayer", "Factorized", "GPT", "MaskedGPT", "RunConfig", "run_experiment", "load_model", "save_model", "chain_data", "incontext_data", "pairs_data",
            "reversal_data", "MinirevError", "RunError", "UsageError", "check_layer", "check_model",
            "compare_gradients", "SGD", "AdamW", "Trace", "Trainer", "evaluate"]
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402  (written once, in minirev/_version.py)

@@ -26,6 +26,7 @@ from .experiments import Experiment
 from .gradcheck import DEFAULT_TOL
 from .machinery.parallel import cores
 from .model import DTYPES, Model
+from ._version import __version__
 
 PROG = "python -m minirev.demo"
 
@@ -144,6 +145,7 @@ def build_parser():
                                            "gradient descent: the paper's experiments, the bilinear model, the "
                                            "gradient checks and the cures.",
                     epilog=f"Run '{PROG} COMMAND --help' for the options of a command.")
+    parser.add_argument("--version", action="version", version=f"minirev {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for name, experiment in Experiment.registry.items():
