@@ -32,7 +32,8 @@ def option(default, help, group, identity=True, **cli):
     """A field with its --help group, its command-line help and its checks.
 
     identity=False: a resumed run may change it. cli may hold minimum (numbers),
-    maximum (whole numbers), strict (a number must be > minimum), choices (a tuple, or a function giving one),
+    maximum (whole numbers), strict (a number must be > minimum), below (a number must be < below),
+    choices (a tuple, or a function giving one),
     metavar, and command_line=False for a field the command line sets itself.
     """
     return field(default=default, metadata=dict(help=help, group=group, identity=identity, **cli))
@@ -49,7 +50,7 @@ class RunConfig:
     heads: int = option(4, "attention heads (default: %(default)s)", "model", minimum=1)
     pos: str = option("absolute", "positional encoding (default: %(default)s)", "model", choices=POS)
     dropout: float = option(0.1, "dropout rate in training, in [0, 1) (default: %(default)s, as the paper's code)",
-                            "model", minimum=0.0)
+                            "model", minimum=0.0, below=1.0)
     tied: bool = option(False, "gpt: reuse the token embedding as the output layer (GPT-2's tying; the paper's "
                                "code, as it runs, trains a separate output matrix, the default here)", "model")
     lr: Optional[float] = option(None, "learning rate (default: the model's own: 0.01 for gpt with AdamW; "
@@ -104,16 +105,21 @@ class RunConfig:
     def resolved(self):
         """A validated copy with the defaults that depend on other fields filled in: the paper's
         configuration (paper=True), the epochs (the experiment's), the learning rate, the optimiser and
-        its weight decay (the model's own), the processes (1: this process, unless jobs asks for more)."""
+        its weight decay (the model's own), the processes (1: this process, unless jobs asks for more).
+        Resolving once is enough: a resolved config is returned as it is (a replace() makes a new one)."""
+        if self.__dict__.get("_resolved"):
+            return self
         cfg = self.validate()
         if cfg.paper:
             cfg = cfg._filled(**{k: v for k, v in PAPER.items() if not (k == "epochs" and cfg.epochs)})
         model = Model.registry[cfg.model]
         optimizer = cfg.optimizer or model.default_optimizer
-        return cfg._filled(epochs=cfg.epochs or Experiment.registry[cfg.experiment].default_epochs,
-                           jobs=cfg.jobs or 1, lr=cfg.lr if cfg.lr is not None else model.default_lr,
-                           optimizer=optimizer, weight_decay=cfg.weight_decay if cfg.weight_decay is not None
-                           else ADAMW_DECAY if optimizer == "adamw" else 0.0)
+        cfg = cfg._filled(epochs=cfg.epochs or Experiment.registry[cfg.experiment].default_epochs,
+                          jobs=cfg.jobs or 1, lr=cfg.lr if cfg.lr is not None else model.default_lr,
+                          optimizer=optimizer, weight_decay=cfg.weight_decay if cfg.weight_decay is not None
+                          else ADAMW_DECAY if optimizer == "adamw" else 0.0)
+        cfg._resolved = True
+        return cfg
 
     def validate(self):
         """Raise a one-line UsageError for the first value that cannot work; return self."""
@@ -132,6 +138,8 @@ class RunConfig:
                                   or (meta.get("strict") and value == meta["minimum"])):
                 raise UsageError(f"{flag} must be a finite number {'>' if meta.get('strict') else '>='} "
                                  f"{meta['minimum']:g}, got {value!r}")
+            if kind is float and value >= meta.get("below", math.inf):
+                raise UsageError(f"{flag} must be in [{meta['minimum']:g}, {meta['below']:g}), got {value!r}")
             if kind is bool and not isinstance(value, bool):
                 raise UsageError(f"{flag} must be true or false, got {value!r}")
             if kind is str and not isinstance(value, str):
@@ -139,8 +147,6 @@ class RunConfig:
             if "choices" in meta and value not in choices(f):
                 raise UsageError(f"unknown {f.name} {value!r}: choose one of {', '.join(choices(f))}"
                                  + did_you_mean(str(value), choices(f)))
-        if self.dropout >= 1:
-            raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
         if (self.save or self.resume) and self.seeds > 1:
             raise UsageError("--save and --resume keep one run: use them with --seeds 1")
         if self.scheduler and (self.save or self.resume or self.trace):

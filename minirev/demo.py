@@ -51,27 +51,23 @@ positive_int = whole_number(1)
 nonnegative_int = whole_number(0)
 
 
-def finite_float(minimum, strict, what):
+def finite_float(minimum, strict=False, below=None):
+    """A number >= minimum (> minimum if strict), and < below if given: RunConfig's bounds for its field."""
     def parse(text):
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if not math.isfinite(value) or value < minimum or (strict and value == minimum):
-            raise argparse.ArgumentTypeError(f"{what}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>' if strict else '>='} {minimum:g}, "
+                                             f"got {text}")
+        if below is not None and value >= below:
+            raise argparse.ArgumentTypeError(f"must be in [{minimum:g}, {below:g}), got {text}")
         return value
     return parse
 
 
-positive_float = finite_float(0.0, True, "must be a finite number > 0")
-nonnegative_float = finite_float(0.0, False, "must be a finite number >= 0")
-
-
-def probability(text):
-    value = nonnegative_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
+positive_float = finite_float(0.0, strict=True)
 
 
 def dims_list(text):
@@ -134,8 +130,7 @@ def add_config_options(p, experiment):
             if kind is int:
                 kwargs["type"] = whole_number(meta["minimum"], meta.get("maximum"))
             elif kind is float:
-                kwargs["type"] = probability if f.name == "dropout" else \
-                    positive_float if meta.get("strict") else nonnegative_float
+                kwargs["type"] = finite_float(meta["minimum"], meta.get("strict", False), meta.get("below"))
         groups[meta["group"]].add_argument(to_flag(f.name), **kwargs)
     return groups
 
