@@ -143,6 +143,7 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"minirev {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
+    parser.commands = sub.choices                 # name -> the command's own parser
     for name, experiment in Experiment.registry.items():
         e = sub.add_parser(name, help=experiment.help, description=experiment.help[0].upper() + experiment.help[1:]
                            + ".")
@@ -205,7 +206,7 @@ def parse(argv=None):
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if extras:
-        parser._subparsers._group_actions[0].choices[args.command].refuse_unknown(extras)
+        parser.commands[args.command].refuse_unknown(extras)
     return args
 
 
