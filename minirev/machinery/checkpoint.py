@@ -13,13 +13,12 @@ name, then replaces ``state.json`` atomically: an interrupted save leaves the
 previous checkpoint intact, since ``state.json`` only ever names a complete file.
 
 A run holds its folder through :class:`RunFolder`: a lock (``.lock``, whose
-holder a second run names in its refusal), and it deletes only the files a
-minirev run writes there (``arrays-<digits>.npz`` and its own temporaries),
-never anything else in the folder. Everything read back is checked (types,
-ranges, shapes, sizes) before it is used: a damaged or edited checkpoint is
-refused with one line.
+holder a second run names in its refusal: files.FileLock, which works without
+fcntl too), and it deletes only the files a minirev run writes there
+(``arrays-<digits>.npz`` and its own temporaries), never anything else in the
+folder. Everything read back is checked (types, ranges, shapes, sizes) before
+it is used: a damaged or edited checkpoint is refused with one line.
 """
-import fcntl
 import hashlib
 import json
 import os
@@ -29,7 +28,7 @@ import numpy as np
 
 from ..backend import to_backend
 from ..errors import RunError, UsageError
-from .files import TMP_NAME, atomic_write, check_name, check_out_dir, remove_stale_temporaries, umask
+from .files import TMP_NAME, FileLock, LockHeld, atomic_write, check_name, check_out_dir, remove_stale_temporaries
 from ..model import Model
 from .validate import DAMAGED, check_history, check_position, check_rng, check_state_types, read_npz, same_type
 
@@ -115,46 +114,25 @@ class RunFolder:
 
     def __init__(self, folder):
         self.folder = folder
-        self.fd = None
+        self.lock = FileLock(os.path.join(folder, LOCK))
         self.created = False
 
     def __enter__(self):
         self.created = not os.path.isdir(self.folder)
         try:
             os.makedirs(self.folder, exist_ok=True)
-            self._lock()
+            try:
+                self.lock.acquire()
+            except LockHeld as e:
+                raise RunError(f"checkpoint folder {self.folder} is in use by another run (process {e.holder}): "
+                               "wait for it to finish or choose another folder") from None
             remove_stale_temporaries(self.folder)      # left by a run killed while saving here
         except OSError as e:
             raise RunError(f"cannot use the checkpoint folder {self.folder}: {e.strerror or e}") from None
         return self
 
-    def _lock(self):
-        path = os.path.join(self.folder, LOCK)
-        while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666 & ~umask())
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
-                os.close(fd)
-                raise RunError(f"checkpoint folder {self.folder} is in use by another run (process {holder}): "
-                               "wait for it to finish or choose another folder") from None
-            try:
-                if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                    break                # still the lock file the folder names (not one a holder just removed)
-            except FileNotFoundError:
-                pass
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self.fd = fd
-
     def __exit__(self, *exc):
-        try:
-            os.unlink(os.path.join(self.folder, LOCK))  # removed while held: a waiting run re-checks the inode
-        except FileNotFoundError:
-            pass
-        os.close(self.fd)
+        self.lock.release()
         if self.created and not os.listdir(self.folder):
             os.rmdir(self.folder)                       # nothing was saved: leave no empty folder behind
 
@@ -226,7 +204,7 @@ def collides(path, folder):
     """True if writing `path` would replace a file of the checkpoint in `folder`."""
     name = os.path.basename(path)
     return os.path.realpath(os.path.dirname(os.path.abspath(path))) == os.path.realpath(folder) and bool(
-        name in ("state.json", LOCK) or ARRAYS.match(name) or TMP_NAME.match(name))
+        name in ("state.json", LOCK, LOCK + ".break") or ARRAYS.match(name) or TMP_NAME.match(name))
 
 
 def load_run(folder, trainer, config):

@@ -5,8 +5,13 @@ over its target, so a reader (or a crash) never sees half a file. Every path
 a run will write is checked before any training: it must be a new path or a
 regular file we may write (never a device, a folder or a read-only file),
 with a name the file system accepts.
+
+:class:`FileLock` is the lock of a checkpoint folder (its ``.lock`` file):
+fcntl's flock where there is fcntl, msvcrt's on Windows, otherwise the lock
+file itself, made with ``O_CREAT|O_EXCL``.
 """
 import contextlib
+import errno
 import json
 import math
 import os
@@ -19,6 +24,17 @@ import numpy as np
 
 from ..errors import RunError, UsageError
 
+try:
+    import fcntl                     # POSIX (Linux, macOS)
+except ImportError:
+    fcntl = None
+try:
+    import msvcrt                    # Windows
+except ImportError:
+    msvcrt = None
+
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)      # missing on Windows: open_no_link checks with lstat instead
+BINARY = getattr(os, "O_BINARY", 0)          # Windows: no newline translation in the pid we write
 TMP_PREFIX = ".minirev-tmp-"
 TMP_NAME = re.compile(re.escape(TMP_PREFIX) + r"[a-z0-9_]{8}\Z")      # what mkstemp makes of the prefix
 
@@ -63,7 +79,10 @@ def atomic_write(path, write):
     except OSError as e:
         raise RunError(f"cannot write {path}: {e.strerror or e}") from None
     try:
-        os.fchmod(fd, 0o666 & ~umask())
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o666 & ~umask())
+        else:                       # Windows before Python 3.13: by the path, mkstemp's new file (there
+            os.chmod(tmp, 0o666 & ~umask())   # only the read-only bit counts, and this leaves it unset)
         with os.fdopen(fd, "wb") as f:
             write(f)
         if _staged is None:
@@ -83,6 +102,164 @@ def _remove_quietly(path):
         os.remove(path)
     except OSError:
         pass
+
+
+def open_no_link(path, flags):
+    """os.open(path, flags) that never follows a symbolic link at `path`: O_NOFOLLOW, or where the
+    platform lacks it an lstat first (a link put there after the lstat is caught by FileLock's check
+    that the file it opened is still the one the path names)."""
+    if not NOFOLLOW and os.path.islink(path):
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+    return os.open(path, flags | NOFOLLOW | BINARY, 0o666 & ~umask())
+
+
+class LockHeld(Exception):
+    """Raised by FileLock.acquire: another holds the lock; .holder is the pid its file names (or "unknown")."""
+
+    def __init__(self, holder):
+        super().__init__(holder)
+        self.holder = holder
+
+
+class FileLock:
+    """An exclusive lock, held between acquire() and release(); its file at `path` holds the holder's pid.
+
+    A second taker, in this process or another, gets LockHeld naming that pid. How, by what the platform has:
+
+    * fcntl (Linux, macOS): flock on the file. The system drops it when its holder closes the file
+      or dies, so the file a killed run left is simply locked again.
+    * msvcrt (Windows): msvcrt.locking of one byte past the pid (Windows refuses others the reading of
+      a locked range, and they must read the pid). The system drops it too when its holder dies.
+    * neither: the file itself is the lock, made with O_CREAT|O_EXCL (of runs creating it together,
+      exactly one succeeds). One that names a dead process, or no pid for over STALE seconds (a run
+      killed between creating it and writing its pid), was left by a killed run: it is removed and
+      made anew, under a second such file (``<path>.break``) so that two runs never both remove it
+      (the later removal would take the lock the other one just made).
+    """
+    STALE = 10.0
+    LOCK_BYTE = 1 << 20              # msvcrt: the byte locked, far past the pid
+
+    def __init__(self, path):
+        self.path, self.fd = path, None
+        self.how = "flock" if fcntl else "msvcrt" if msvcrt else "create"
+
+    def acquire(self):
+        fd = self._create() if self.how == "create" else self._lock()
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self):
+        try:
+            os.unlink(self.path)     # while held: a run that opened the old file meanwhile re-checks the inode
+            removed = True
+        except FileNotFoundError:
+            removed = True
+        except PermissionError:      # Windows removes no file that is open
+            removed = False
+        if self.how == "msvcrt":
+            os.lseek(self.fd, self.LOCK_BYTE, os.SEEK_SET)
+            msvcrt.locking(self.fd, msvcrt.LK_UNLCK, 1)
+        os.close(self.fd)
+        self.fd = None
+        if not removed:
+            _remove_quietly(self.path)   # fails if another run opened it since: then it is that run's lock
+
+    def _lock(self):
+        while True:
+            fd = open_no_link(self.path, os.O_RDWR | os.O_CREAT)
+            if not self._try(fd):
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise LockHeld(holder)
+            try:
+                if os.fstat(fd).st_ino == os.lstat(self.path).st_ino:
+                    return fd        # still the lock file the folder names (not one a holder just removed)
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+
+    def _try(self, fd):
+        if self.how == "flock":
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+        os.lseek(fd, self.LOCK_BYTE, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError as e:
+            if e.errno in (errno.EACCES, getattr(errno, "EDEADLOCK", errno.EDEADLK)):
+                return False
+            raise
+        return True
+
+    def _create(self):
+        while True:
+            try:
+                return open_no_link(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+            except FileExistsError:
+                pass
+            holder, stale = self._look()
+            if not stale:
+                raise LockHeld(holder)
+            self._break()
+
+    def _look(self):
+        """(what the lock file names, whether it was left by a run that is gone) of the file there now."""
+        try:
+            fd = open_no_link(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None, True
+        try:
+            holder, age = _read_holder(fd), time.time() - os.fstat(fd).st_mtime
+        finally:
+            os.close(fd)
+        if re.fullmatch(r"[0-9]{1,10}", holder):
+            return holder, not _alive(int(holder))
+        return holder, age > self.STALE
+
+    def _break(self):
+        guard = self.path + ".break"
+        give_up = time.monotonic() + 2.0
+        while True:
+            try:
+                os.close(open_no_link(guard, os.O_RDWR | os.O_CREAT | os.O_EXCL))
+                break
+            except FileExistsError:
+                if time.monotonic() > give_up:       # held for microseconds: its run was killed inside
+                    raise OSError(errno.EEXIST, f"{guard} was left by a run killed while removing a stale "
+                                                "lock: delete it if no run is starting there") from None
+                time.sleep(0.01)
+        try:
+            if self._look()[1]:      # still stale: no one else removes it while we hold the guard
+                try:
+                    os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
+        finally:
+            os.unlink(guard)
+
+
+def _read_holder(fd):
+    os.lseek(fd, 0, os.SEEK_SET)
+    return os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+
+
+def _alive(pid):
+    """Whether process `pid` runs, where os.kill(pid, 0) can tell (POSIX); elsewhere it is assumed to."""
+    if pid == os.getpid() or os.name == "nt" or not hasattr(os, "kill"):
+        return True                  # (on Windows os.kill(pid, 0) would send a Ctrl-C: 0 is CTRL_C_EVENT)
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except OSError:                  # PermissionError: it runs, as another user
+        return True
+    return True
 
 
 def remove_stale_temporaries(folder, older_than=0.0):
