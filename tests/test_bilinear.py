@@ -11,6 +11,7 @@ from minirev.data import pairs_data
 from minirev.errors import UsageError
 from minirev.gradcheck import check_model
 from minirev.optim import SGD
+from records import first_difference
 
 pytestmark = pytest.mark.bilinear
 
@@ -25,15 +26,6 @@ def random_theta_model(dim, vocab=30, seed=0):
     model = Bilinear(vocab, dim, seed=seed, dtype=np.float64)
     model.params["Theta"] = np.random.default_rng(seed + 1).standard_normal(model.params["Theta"].shape)
     return model
-
-
-def first_difference(a, b):
-    """Where two histories (lists of records) first differ, for an assertion message."""
-    for i, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            keys = sorted(k for k in x.keys() | y.keys() if x.get(k) != y.get(k))
-            return f"record {i}: " + ", ".join(f"{k} {x.get(k)!r} vs {y.get(k)!r}" for k in keys)
-    return f"{len(a)} records vs {len(b)}"
 
 
 @pytest.mark.parametrize("dim", [8, None], ids=["gaussian", "one-hot"])

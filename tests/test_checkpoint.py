@@ -12,19 +12,11 @@ from minirev.machinery.checkpoint import load_model, save_model
 from minirev.config import RunConfig
 from minirev.errors import UsageError
 from minirev.running import run_experiment
+from records import first_difference
 
 pytestmark = pytest.mark.train
 
 SMALL = RunConfig(layers=1, width=16, heads=2, batch_size=16, vocab=40, seed=3)
-
-
-def first_difference(a, b):
-    """Where two histories (lists of records) first differ, for an assertion message."""
-    for i, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            keys = sorted(k for k in x.keys() | y.keys() if x.get(k) != y.get(k))
-            return f"record {i}: " + ", ".join(f"{k} {x.get(k)!r} vs {y.get(k)!r}" for k in keys)
-    return f"{len(a)} records vs {len(b)}"
 
 
 def files_changed(before, after):

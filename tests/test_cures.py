@@ -17,19 +17,11 @@ from minirev.mlm import MaskedGPT
 from minirev.optim import SGD, AdamW
 from minirev.train import Trainer
 from gradients import TOL, assert_gradients_match
+from records import first_difference
 
 pytestmark = pytest.mark.cures
 
 DATA = reversal_data(40, 1, seed=3)                     # 10 pairs: 17 training sentences, 3 held out
-
-
-def first_difference(a, b):
-    """Where two lists of result rows (dicts) first differ, for an assertion message."""
-    for i, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            keys = sorted(k for k in x.keys() | y.keys() if x.get(k) != y.get(k))
-            return f"row {i}: " + ", ".join(f"{k} {x.get(k)!r} vs {y.get(k)!r}" for k in keys)
-    return f"{len(a)} rows vs {len(b)}"
 
 
 # ---- the bidirectional attention and MLM-U -------------------------------------------------------
@@ -231,7 +223,7 @@ def test_parallel_runs_give_the_same_numbers_as_serial_ones():
     """A GPT with dropout (its masks come from the seed) and a one-layer model, each for two seeds."""
     tasks = [dict(t, cfg=t["cfg"].replace(epochs=5)) for t in make_tasks(select(["baseline", "combined"]), 2, quick=True)]
     parallel, serial = run_tasks(tasks, jobs=2), run_tasks(tasks, jobs=1)
-    assert parallel == serial, f"2 processes and 1 gave different numbers: {first_difference(parallel, serial)}"
+    assert parallel == serial, f"2 processes and 1 gave different numbers: {first_difference(parallel, serial, what='row')}"
     assert parallel[0]["val_nll"] != parallel[1]["val_nll"], (
         f"two seeds should give two validation NLLs, both gave {parallel[0]['val_nll']!r}")
 

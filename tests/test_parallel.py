@@ -13,6 +13,7 @@ from minirev.config import RunConfig
 from minirev.errors import UsageError
 from minirev.running import run_experiment
 from minirev.machinery.parallel import BLAS_VARS, blas_threads, cores, run_all
+from records import first_difference
 
 pytestmark = pytest.mark.experiments
 
@@ -24,15 +25,6 @@ def outcome(result, runs):
     final = {k: v for k, v in result["final"].items() if k != "seconds"}
     params = [{k: np.array(v) for k, v in r["model"].params.items()} for r in runs]
     return final, result["history"], result["runs"], params
-
-
-def first_difference(a, b):
-    """Where two lists of records (dicts) first differ, for an assertion message."""
-    for i, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            keys = sorted(k for k in x.keys() | y.keys() if x.get(k) != y.get(k))
-            return f"record {i}: " + ", ".join(f"{k} {x.get(k)!r} vs {y.get(k)!r}" for k in keys)
-    return f"{len(a)} records vs {len(b)}"
 
 
 def assert_identical(a, b):

@@ -8,17 +8,9 @@ from minirev.errors import UsageError
 from minirev.optim import SGD, AdamW
 from minirev.trace import Trace
 from minirev.train import Trainer, evaluate
+from records import first_difference
 
 pytestmark = pytest.mark.train
-
-
-def first_difference(a, b):
-    """Where two histories (lists of records) first differ, for an assertion message."""
-    for i, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            keys = sorted(k for k in x.keys() | y.keys() if x.get(k) != y.get(k))
-            return f"record {i}: " + ", ".join(f"{k} {x.get(k)!r} vs {y.get(k)!r}" for k in keys)
-    return f"{len(a)} records vs {len(b)}"
 
 
 def test_sgd_is_theta_minus_lr_times_grad_and_lrs_overrides_one_parameter():
