@@ -20,13 +20,16 @@ from .machinery.files import check_json_path, check_out_dir, remove_stale_tempor
 from .machinery.limits import check_memory
 from .model import Model
 from .plots import plot_bilinear, plot_cures
-from .report import print_bilinear_table, print_report
-from .running import make_dataset, make_model, make_optimizer, run_experiment
+from .report import bilinear_verdict, print_bilinear_table, print_report
+from .running import environment, make_dataset, make_model, make_optimizer, run_experiment
 from .train import Interrupts
 
 
 def experiment(cfg, out, json_path):
-    """An experiment of the registry (minirev/experiments/): train, report, measure, draw."""
+    """An experiment of the registry (minirev/experiments/): train, report, measure, draw.
+
+    Exit status 0, or 130 after Ctrl-C (as a shell reports SIGINT), once the results of the epochs
+    done, the figures, the JSON and the checkpoint are written."""
     cfg = cfg.resolved()
     if not cfg.scheduler:               # on a cluster, the workers need the backend, not this machine
         get_xp(cfg.backend)
@@ -56,6 +59,7 @@ def experiment(cfg, out, json_path):
             write_json(json_path, result)
             print(f"results: {json_path}")
         clean_up(out_dir, json_path)
+    return 130 if result["interrupted"] else 0
 
 
 def clean_up(out_dir, json_path):
@@ -102,6 +106,7 @@ def bilinear(cfg, dims, pairs, held_out, out, json_path):
         r = onehot[0]
         print(f"one-hot, held-out pairs: reverse weights {sorted(set(r['reverse_weights']))}, "
               f"reverse probabilities {sorted(set(round(p, 12) for p in r['reverse_probs']))} (1/m = {1 / vocab})")
+    print("", bilinear_verdict(results, vocab), sep="\n")
     with staged_writes():                   # the figure and the JSON, both or neither
         fig = plot_bilinear(results, math.log(vocab), os.path.join(out_dir, "bilinear.png"))
         print(f"figure: {fig}")
@@ -112,7 +117,8 @@ def bilinear(cfg, dims, pairs, held_out, out, json_path):
                           seed=cfg.seed, dtype=cfg.dtype, backend=cfg.backend, trace=cfg.trace,
                           weight_decay=cfg.weight_decay)
             write_json(json_path, dict(experiment="bilinear", config=config, results=results,
-                                       run=dict(seconds=seconds, out=out_dir, json=json_path)))
+                                       run=dict(seconds=seconds, out=out_dir, json=json_path,
+                                                environment=environment())))
             print(f"results: {json_path}")
 
 
@@ -134,6 +140,7 @@ def cures(rows, seeds, seed, quick, jobs, out, json_path):
     start = time.perf_counter()
     result = run_cures(rows, seeds, seed, quick, jobs)
     result["seconds"] = time.perf_counter() - start
+    result["run"] = dict(jobs=jobs, environment=environment())            # where it ran, last
     print(f"{len(result['rows'])} rows x {seeds} seeds in {result['seconds']:.0f} s on {jobs} process(es)")
     fig = plot_cures(result["rows"], os.path.join(out_dir, "cures.png"),
                      f"What breaks the curse: unseen NLL over {seeds} seeds per row"

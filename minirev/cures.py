@@ -15,6 +15,7 @@ of learning their training sentences). The one-layer models train with
 full-batch gradient descent, as in their theory.
 """
 import math
+import textwrap
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +28,7 @@ from .machinery.parallel import run_all
 from .measures import alphabet_rank
 from .one_layer import OneLayer
 from .running import make_dataset, make_model, make_optimizer
-from .report import say, verdict
+from .report import TaskProgress, say, verdict
 from .train import Trainer
 
 @dataclass(frozen=True)
@@ -131,14 +132,21 @@ def run_task(task):
     return out
 
 
-def run_tasks(tasks, jobs=1):
+def run_tasks(tasks, jobs=1, out=None, what="cures"):
     """run_task over every task, on `jobs` processes (minirev/machinery/parallel.py: each with cores // jobs BLAS
-    threads, so two workers on two cores, not four threads); results in task order, the same bits."""
-    return run_all(_run_task, tasks, jobs=jobs)
+    threads, so two workers on two cores, not four threads); results in task order, the same bits. With out,
+    a progress line per finished task (report.TaskProgress: rewritten in place on a terminal)."""
+    display = TaskProgress(out, len(tasks), what)
+    try:
+        return run_all(_run_task, tasks, jobs=jobs, on_message=display)
+    finally:
+        display.close()
 
 
 def _run_task(task, report):  # the unit of work of run_all, which hands every unit a report channel
-    return run_task(task)
+    result = run_task(task)
+    report(("task", task["row"], task["seed"], result["train_nll"], result["val_nll"]))
+    return result
 
 
 # --------------------------------------------------------------------------- the table
@@ -177,32 +185,43 @@ def summarize(rows, tasks, results):
 
 
 def print_table(summary, seeds, out=print):
-    say(out, "", f"{'intervention':<32} {'model':<21} {'train':>6} {'unseen NLL (min-max)':>21} {'acc':>5} "
-                 f"{'rank':>6} {'log|V|':>6} {'log a':>5}  verdict (every one of {seeds} seeds)", "-" * 140)
-    for s in summary:
-        say(out, f"{s['intervention']:<32} {s['model']:<21} {s['train_nll']:>6.3f} "
-                 f"{s['val_nll']:>7.2f} ({s['val_nll_min']:>5.2f}-{s['val_nll_max']:<5.2f}) {100 * s['val_acc']:>4.0f}% "
-                 f"{s['val_rank']:>6.1f} {s['log_vocab']:>6.2f} {s['log_alphabet']:>5.2f}  {s['verdict']}")
-    say(out, "unseen: the held-out reverse questions; rank: of the right answer within its alphabet of a tokens "
-             "(1 = first; chance (a + 1) / 2); means over seeds.")
+    """The rows grouped by model (in the order of ROWS within each), 100 columns at most: a verdict's details
+    (which seeds, how far from learned) on a line of their own under its row."""
+    say(out, "", f"{'intervention, by model':<33} {'train':>5} {'unseen (min-max)':>19} {'acc':>4} {'rank':>5} "
+                 f"{'log|V|':>6} {'log a':>5}  verdict", "-" * 96)
+    for model in dict.fromkeys(s["model"] for s in summary):
+        say(out, model)
+        for s in (s for s in summary if s["model"] == model):
+            word, _, detail = s["verdict"].partition(" (")
+            say(out, f"  {s['intervention']:<31} {s['train_nll']:>5.3f} {s['val_nll']:>6.2f} "
+                     f"({s['val_nll_min']:>5.2f}-{s['val_nll_max']:<5.2f}) {100 * s['val_acc']:>3.0f}% "
+                     f"{s['val_rank']:>5.1f} {s['log_vocab']:>6.2f} {s['log_alphabet']:>5.2f}  {word}")
+            if detail:
+                say(out, f"      ({detail}")
+    say(out, *textwrap.wrap(
+        "train, unseen: NLL of the training sentences and of the held-out reverse questions (acc: their accuracy); "
+        "rank: of the right answer within its alphabet of a tokens (1 = first, chance (a+1)/2); means over "
+        f"seeds; each verdict holds for every one of the {seeds} seeds.", 100))
 
 
 def print_accounts(summary, accounts, out=print):
     """Who carried the reverse direction: exact for the one-layer models, per tensor for the GPTs."""
     one_layer = [s for s in summary if "margin_entity_row" in s]
     if one_layer:
-        say(out, "", "one-layer models, exactly: margin = logit(right answer) - mean over its alphabet, on the unseen "
-                     "questions, split by the row of Y (= W_V W_O) that carries it; and the learned output-value "
-                     "matrix on the held-out block (theory: diagonal > off-diagonal only where the curse breaks)")
+        say(out, "", *textwrap.wrap(
+            "one-layer models, exactly: margin = logit(right answer) - mean over its alphabet, on the unseen "
+            "questions, split by the row of Y (= W_V W_O) that carries it; and the learned output-value "
+            "matrix on the held-out block (theory: diagonal > off-diagonal only where the curse breaks)", 100),
+            f"  {'':<31} {'':<20} {'entity row':>11} {'relation rows':>14} {'Y diag - off':>13}")
         for s in one_layer:
-            say(out, f"  {s['intervention']:<32} {s['model']:<21} entity row {s['margin_entity_row']:+7.2f}  "
-                     f"relation rows {s['margin_other_rows']:+7.2f}  Y diagonal - off-diagonal "
-                     f"{s['ov_diagonal_minus_off']:+7.2f}")
+            say(out, f"  {s['intervention']:<31} {s['model']:<20} {s['margin_entity_row']:>+11.2f} "
+                     f"{s['margin_other_rows']:>+14.2f} {s['ov_diagonal_minus_off']:>+13.2f}")
     for s, acc in accounts:
         shares = ", ".join(f"{k} {v:+.2f}" for k, v in acc["shares"].items())
-        say(out, "", f"{s['intervention']} ({s['model']}, seed {s['runs'][0]['seed']}, every update, first order): "
-                     f"unseen margin {acc['start']:+.2f} -> {acc['end']:+.2f} (sum of shares "
-                     f"{acc['start'] + sum(acc['shares'].values()):+.2f}); by tensor: {shares}")
+        say(out, "", *textwrap.wrap(
+            f"{s['intervention']} ({s['model']}, seed {s['runs'][0]['seed']}, every update, first order): "
+            f"unseen margin {acc['start']:+.2f} -> {acc['end']:+.2f} (sum of shares "
+            f"{acc['start'] + sum(acc['shares'].values()):+.2f}); by tensor: {shares}", 100))
 
 
 def run_cures(keys=None, seeds=5, seed=1234, quick=False, jobs=1, out=print):
@@ -214,11 +233,14 @@ def run_cures(keys=None, seeds=5, seed=1234, quick=False, jobs=1, out=print):
     tasks = make_tasks(rows, seeds, seed, quick)
     say(out, f"cures: {len(rows)} rows x {seeds} seeds = {len(tasks)} training runs on {jobs} process(es)"
              + (" (--quick: small models, small data)" if quick else ""))
-    results = run_tasks(tasks, jobs)
+    results = run_tasks(tasks, jobs, out)
     summary = summarize(rows, tasks, results)
     retrace = [s for s in summary if s["model"].startswith("gpt") and not s["verdict"].startswith(("cursed", "not"))]
     again = [next(t for t in tasks if t["row"] == s["key"]) for s in retrace]
-    traced = run_tasks([dict(t, account=True) for t in again], jobs)
+    if again:
+        say(out, f"per-tensor accounts: the first seed of {', '.join(s['key'] for s in retrace)} again, "
+                 "every update traced")
+    traced = run_tasks([dict(t, account=True) for t in again], jobs, out, what="account")
     for s, r in zip(retrace, traced):          # the hook only reads: the traced run is the table's first seed
         if r["val_nll"] != s["runs"][0]["val_nll"]:
             raise RunError(f"row {s['key']}: the traced run did not reproduce its untraced twin; "

@@ -11,6 +11,9 @@ lines (``print`` by default, ``None`` for silence).
 """
 import contextlib
 import math
+import os
+import platform
+import re
 import time
 
 import numpy as np
@@ -20,7 +23,8 @@ from .errors import UsageError
 from .experiments import Experiment
 from .machinery.checkpoint import RunFolder, check_folders, load_run
 from .machinery.limits import check_run_memory, check_seed
-from .machinery.parallel import run_all
+from .machinery import BLAS_VARS
+from .machinery.parallel import blas_threads, cores, run_all
 from .measures import alphabet_rank, held_out_pairs
 from .model import Model
 from .report import progress, say
@@ -63,38 +67,90 @@ def _mean_history(histories):
              for k in keys} for i in range(n)]
 
 
+def snake_case(key):
+    """A result's key: "val seen nll" (a record of the training history) -> "val_seen_nll"."""
+    return re.sub(r"[^0-9a-z]+", "_", key.lower()).strip("_")
+
+
+class Results(dict):
+    """A dict of results with snake_case keys, as the JSON has them; the history's spelling of a key
+    ("val unseen nll") still reads, for scripts written before (it is no key of its own: not in the JSON)."""
+
+    def __missing__(self, key):
+        if isinstance(key, str) and snake_case(key) != key and snake_case(key) in self:
+            return self[snake_case(key)]
+        raise KeyError(key)
+
+
+def json_keys(record):
+    """A record of the history (trainer.history keeps its group names) with the results' keys."""
+    return Results((snake_case(k), v) for k, v in record.items())
+
+
+def processor():
+    """platform.processor(), or on Linux (where it is often empty) the model name in /proc/cpuinfo."""
+    if platform.processor():
+        return platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else ""
+
+
+def environment(worker_threads=None):
+    """Where a run ran, for the "run" block of its results: the versions, the BLAS, the processor, the threads."""
+    from . import __version__                                # (the package's __init__ imports this module)
+    info = dict(minirev=__version__, python=platform.python_version(), numpy=np.__version__, blas=None,
+                machine=platform.machine(), processor=processor(), cores=cores(), cpu_count=os.cpu_count(),
+                blas_threads={v: os.environ[v] for v in BLAS_VARS if v in os.environ} or None)
+    if worker_threads is not None:
+        info["worker_blas_threads"] = worker_threads        # each worker process's (machinery/parallel.py)
+    if np.lib.NumpyVersion(np.__version__) >= "1.25.0":      # show_config(mode="dicts"): NumPy 1.25 on
+        try:
+            blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+            info["blas"] = {k: blas.get(k) for k in ("name", "version")}
+        except (KeyError, TypeError, AttributeError, ValueError):
+            pass
+    return info
+
+
 # --------------------------------------------------------------------------- one seed, then all of them
 
 def train_seed(job, report):
     """Train one seed: job = (cfg, seed, first?, the trace's out). The unit of work of minirev/machinery/parallel.py.
 
-    cfg is resolved (RunConfig.resolved). report(message) carries ("say", lines), ("eval", seed,
-    epoch, record) and ("done", seed, epochs) to the parent's display (report.progress). Ctrl-C
-    stops training cleanly between two steps: the run keeps the steps done so far, and a
-    checkpoint (--save) holds the exact position, so --resume continues bit for bit.
+    cfg is resolved (RunConfig.resolved). report(message) carries ("say", lines), ("start", seed, epoch,
+    val_group), ("eval", seed, epoch, record) and ("done", seed, epochs) to the parent's display
+    (report.progress). A checkpoint to resume is checked and loaded before anything is printed: a refused
+    one prints only its error. Ctrl-C stops training cleanly between two steps: the run keeps the steps
+    done so far, and a checkpoint (--save) holds the exact position, so --resume continues bit for bit.
     """
     cfg, s, first, trace_out = job
     dataset = make_dataset(cfg, s)
     model = make_model(cfg, dataset, s)
     optimizer = make_optimizer(cfg)
-    if first:
-        report(("say", [dataset.summary(), f"model: {model.describe()}",
-                        f"optimizer: {optimizer.describe()}; batch {'all' if cfg.full_batch else cfg.batch_size}, "
-                        f"{cfg.epochs} epochs; loss on the answer tokens only"]))
-    trace = make_trace(model, dataset, optimizer, cfg.trace, trace_out) if cfg.trace and first else None
-    trainer = Trainer(model, optimizer, dataset, seed=s, eval_every=cfg.eval_every, trace=trace,
+    trainer = Trainer(model, optimizer, dataset, seed=s, eval_every=cfg.eval_every,
                       batch_size=None if cfg.full_batch else cfg.batch_size)
     save_to = cfg.save or cfg.resume
     interrupted = False
     with Interrupts() as ctrl_c, (RunFolder(save_to) if save_to else contextlib.nullcontext()) as folder:
         if cfg.resume:
             load_run(cfg.resume, trainer, cfg)
-            report(("say", [f"resumed from {cfg.resume} at epoch {trainer.epoch}"
-                            + (f", step {trainer.batch} of epoch {trainer.epoch + 1}" if trainer.batch else "")]))
+        if first:
+            report(("say", [dataset.summary(), f"model: {model.describe()}",
+                            f"optimizer: {optimizer.describe()}; batch {'all' if cfg.full_batch else cfg.batch_size}, "
+                            f"{cfg.epochs} epochs; loss on the answer tokens only"]))
+        if cfg.resume:
+            report(("say", [resumed_note(cfg, trainer)]))
+        trainer.trace = trace = make_trace(model, dataset, optimizer, cfg.trace, trace_out) \
+            if cfg.trace and first else None
 
         def save_every(trainer):
             if folder and cfg.save_every and trainer.epoch % cfg.save_every == 0:
                 folder.save(trainer, cfg)
+        report(("start", s, trainer.epoch, dataset.val_group))
         try:
             trainer.run(cfg.epochs, on_eval=lambda t, record: report(("eval", s, t.epoch, record)),
                         on_epoch=save_every, stop=lambda: ctrl_c.requested)
@@ -108,8 +164,18 @@ def train_seed(job, report):
         trainer.model = model = model.copy(backend="numpy")
         optimizer.load_state_dict(optimizer.state_dict(), np)
     report(("done", s, trainer.epoch))
-    return dict(seed=s, model=model, dataset=dataset, trainer=trainer, trace=trace, interrupted=interrupted,
+    return dict(seed=s, cfg=cfg, model=model, dataset=dataset, trainer=trainer, trace=trace, interrupted=interrupted,
                 stop=ctrl_c.requested)
+
+
+def resumed_note(cfg, trainer):
+    """The line a resume prints: where it continues, or that the checkpoint is already past --epochs."""
+    where = f"epoch {trainer.epoch}" + (f", step {trainer.batch} of epoch {trainer.epoch + 1}" if trainer.batch else "")
+    if trainer.epoch < cfg.epochs:
+        return f"resumed from {cfg.resume} at {where}"
+    past = f"past --epochs {cfg.epochs}" if trainer.epoch > cfg.epochs or trainer.batch else \
+        f"all of --epochs {cfg.epochs} trained"
+    return f"the checkpoint in {cfg.resume} is at {where}, {past}: nothing to train; reporting it as saved"
 
 
 def run_experiment(cfg, out=print):
@@ -131,30 +197,35 @@ def run_experiment(cfg, out=print):
     display = progress(out, cfg.epochs, seeds)
     start = time.perf_counter()
     jobs = 1 if cfg.trace or cfg.save or cfg.resume else cfg.jobs   # these run here, in order
-    runs = run_all(train_seed, [(cfg, s, s == seeds[0], out if cfg.trace else None) for s in seeds], jobs=jobs,
-                   scheduler=cfg.scheduler, on_message=display, stop_when=lambda run: run["interrupted"] or run["stop"])
+    try:
+        runs = run_all(train_seed, [(cfg, s, s == seeds[0], out if cfg.trace else None) for s in seeds], jobs=jobs,
+                       scheduler=cfg.scheduler, on_message=display,
+                       stop_when=lambda run: run["interrupted"] or run["stop"])
+    finally:
+        display.close()
     # a Ctrl-C that came during the last seed's final save lost nothing; one that stopped a seed early did
     interrupted = any(r["interrupted"] for r in runs) or len(runs) < len(seeds)
     if interrupted:
         trainer = min((r["trainer"] for r in runs), key=lambda t: (t.epoch, t.batch))
         say(out, f"\ninterrupted at epoch {trainer.epoch}" + (f", step {trainer.batch} of epoch "
             f"{trainer.epoch + 1}" if trainer.batch else "") + ": reporting the epochs completed so far")
-    finals = [dict(r["trainer"].history[-1], **alphabet_rank(r["model"], r["dataset"])) for r in runs]
+    finals = [json_keys(dict(r["trainer"].history[-1], **alphabet_rank(r["model"], r["dataset"]))) for r in runs]
     dataset = runs[0]["dataset"]
-    final = {k: float(np.mean([f[k] for f in finals])) for k in finals[0] if k not in ("epoch", "step")}
+    final = Results({k: float(np.mean([f[k] for f in finals])) for k in finals[0] if k not in ("epoch", "step")})
     final.update(epochs=finals[0]["epoch"], log_vocab=math.log(dataset.vocab_size), log_alphabet=dataset.log_alphabet())
-    if "val seen nll" in final:
-        final["val_seen_nll"] = final["val seen nll"]
     if len(runs) > 1:
         final.update({f"{k}_std": float(np.std([f[k] for f in finals])) for k in ("train_nll", "val_nll")})
     paths = ("save", "resume", "overwrite", "jobs", "scheduler")          # how it ran, not what it found
     result = dict(experiment=cfg.experiment, config={k: v for k, v in cfg.to_dict().items() if k not in paths},
                   interrupted=interrupted, final=final,
-                  history=_mean_history([r["trainer"].history for r in runs]),
-                  runs=[dict(seed=r["seed"], final=f, history=r["trainer"].history) for r, f in zip(runs, finals)])
+                  history=[json_keys(h) for h in _mean_history([r["trainer"].history for r in runs])],
+                  runs=[dict(seed=r["seed"], final=f, history=[json_keys(h) for h in r["trainer"].history])
+                        for r, f in zip(runs, finals)])
     if runs[0]["trace"] is not None:
         result["trace"] = runs[0]["trace"].records
-    result["run"] = dict(seconds=time.perf_counter() - start, **{k: getattr(cfg, k) for k in paths})   # last
+    result["run"] = dict(seconds=time.perf_counter() - start, **{k: getattr(cfg, k) for k in paths},   # last
+                         environment=environment(worker_threads=blas_threads(min(jobs, len(seeds)))
+                                                 if jobs > 1 and len(seeds) > 1 and not cfg.scheduler else None))
     return result, runs
 
 

@@ -227,7 +227,7 @@ def test_ctrl_c_stops_cleanly_and_still_writes_results(workdir, monkeypatch, cap
     monkeypatch.setattr(Trainer, "run_epoch", interrupted_at_epoch_3)
     code = demo.main(["reversal", *TINY[:-1], "10", "--json", "r.json", "--out", "figs"])
     printed = capsys.readouterr()
-    assert code == 0, f"an interrupted run should still exit with 0, got {code}: {printed.err}"
+    assert code == 130, f"an interrupted run should exit 130 (SIGINT) after writing its results, got {code}: {printed.err}"
     result = json.loads((workdir / "r.json").read_text())
     assert result["interrupted"] is True, (
         f"the JSON should say \"interrupted\": true, got {result.get('interrupted')!r}")

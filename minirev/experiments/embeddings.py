@@ -5,6 +5,20 @@ from ..measures import embedding_similarity
 from .reversal import Reversal
 
 
+def orthogonality_verdict(learned, initial, random):
+    """One sentence on the paper's "nearly orthogonal", from the mean |cosine| between different tokens' embeddings:
+    against 0 (orthogonal) and 1 (aligned), random vectors of the same width, and the embeddings at initialisation."""
+    ratio = learned / random
+    start = f"training moved the mean |cosine| from {initial:.3f} at initialisation to {learned:.3f}, " + (
+        f"{ratio:.1f} times that of random vectors of this width ({random:.3f})" if ratio >= 1.05 else
+        f"about that of random vectors of this width ({random:.3f})")
+    if learned >= 0.5:
+        return f"{start}: closer to aligned (1) than to orthogonal (0), so 'nearly orthogonal' does not hold."
+    if ratio < 1.25:
+        return f"{start}: as orthogonal as random vectors get, so 'nearly orthogonal' holds."
+    return f"{start}: closer to orthogonal (0) than to aligned (1), but 'nearly orthogonal' holds only loosely."
+
+
 class Embeddings(Reversal):
     name = "embeddings"
     help = "cosine similarity of the learned embeddings after the reversal run"
@@ -12,10 +26,17 @@ class Embeddings(Reversal):
 
     @classmethod
     def measure(cls, runs):
-        _, off, off_random = embedding_similarity(runs[0]["model"], runs[0]["dataset"])
-        return dict(mean_abs_cosine=off, mean_abs_cosine_random=off_random), [
+        from ..running import make_model             # (running imports the experiments)
+        run = runs[0]
+        _, off, off_random = embedding_similarity(run["model"], run["dataset"])
+        # the same model at initialisation: its seed draws the very embeddings training started from
+        initial = make_model(run["cfg"].replace(backend="numpy"), run["dataset"], run["seed"])
+        _, off_initial, _ = embedding_similarity(initial, run["dataset"])
+        return dict(mean_abs_cosine=off, mean_abs_cosine_random=off_random, mean_abs_cosine_initial=off_initial), [
             f"learned entity embeddings: mean |cosine similarity| between different tokens {off:.3f} "
-            f"(random vectors of the same width: {off_random:.3f}); near 0 means nearly orthogonal"]
+            f"(at initialisation {off_initial:.3f}; random vectors of the same width: {off_random:.3f}); "
+            "near 0 means nearly orthogonal",
+            orthogonality_verdict(off, off_initial, off_random)]
 
     @classmethod
     def figures(cls, result, runs, out_dir):
@@ -23,5 +44,5 @@ class Embeddings(Reversal):
         paths = super().figures(result, runs, out_dir)
         sim, off, _ = embedding_similarity(runs[0]["model"], runs[0]["dataset"])
         paths.append(plots.plot_similarity(sim, os.path.join(out_dir, "embeddings_cosine.png"),
-                                           f"cosine similarity of the learned entity embeddings\nmean |off-diagonal| {off:.3f}"))
+                                           f"cosine similarity of learned entity embeddings (mean |off-diag| {off:.3f})"))
         return paths
