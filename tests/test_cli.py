@@ -257,7 +257,7 @@ def command_help(capsys, *command):
 
 def parser_options(command):
     """The option strings of a command's parser: what its --help must list."""
-    sub = demo.build_parser()._subparsers._group_actions[0].choices[command]
+    sub = demo.build_parser().commands[command]
     return sorted(o for a in sub._actions for o in a.option_strings if o.startswith("--") and o != "--help")
 
 
@@ -271,7 +271,7 @@ def test_help_lists_every_option_of_the_command_with_its_help(command, capsys):
     assert options, f"{command} has no options to document"
     for option in options:
         assert option in text, f"{command} --help does not list {option}"
-    sub = demo.build_parser()._subparsers._group_actions[0].choices[command]
+    sub = demo.build_parser().commands[command]
     silent = [a.option_strings[0] for a in sub._actions if a.option_strings and not a.help]
     assert not silent, f"{command}: these options have no help text: {silent}"
 
