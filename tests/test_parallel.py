@@ -52,10 +52,10 @@ def test_two_processes_give_bit_identical_results(serial):
     seeds = [r["seed"] for r in parallel[2]]
     assert seeds[0] == SWEEP.seed and seeds[1] == SWEEP.seed + 1, (
         f"results in seed order: want seeds {[SWEEP.seed, SWEEP.seed + 1]}, got {seeds}")
-    shown = [line for line in lines if "runs at epochs" in line]
-    assert shown, "no progress display ('... runs at epochs ...') was printed; printed:\n" + "\n".join(lines)
-    assert shown[-1].startswith("2 runs at epochs 3,3 of 3"), (
-        f"one display with both runs: the last should start '2 runs at epochs 3,3 of 3', got {shown[-1]!r}")
+    shown = [line for line in lines if line.startswith("2 runs, epoch")]
+    assert shown, "no progress display ('2 runs, epoch...') was printed; printed:\n" + "\n".join(lines)
+    assert shown[-1].startswith("2 runs, epoch 3/3"), (
+        f"one display with both runs: the last should start '2 runs, epoch 3/3', got {shown[-1]!r}")
     assert any(line.startswith("model: gpt") for line in lines), (
         "the first run's summary ('model: gpt ...') reaches this process; printed:\n" + "\n".join(lines))
 
@@ -99,8 +99,8 @@ def test_a_dask_local_cluster_gives_the_serial_results(serial):
             workers = {w["id"] for w in client.scheduler_info()["workers"].values()}
     assert_identical(serial, outcome(result, runs))
     assert len(workers) == 2, f"the run should still see 2 workers, it saw {sorted(workers)}"
-    assert any("runs at epochs 3,3 of 3" in line for line in lines), (
-        "progress ('runs at epochs 3,3 of 3') comes back from the workers; printed:\n" + "\n".join(lines))
+    assert any(line.startswith("2 runs, epoch 3/3") for line in lines), (
+        "progress ('2 runs, epoch 3/3') comes back from the workers; printed:\n" + "\n".join(lines))
 
 
 def test_scheduler_refuses_what_only_works_here():
