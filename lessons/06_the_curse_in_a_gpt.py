@@ -162,7 +162,7 @@ print(f"rank of the right answer among all {data.vocab_size} tokens (a uniform g
 for name, group in data.groups.items():
     r = answer_ranks(model, group)
     print(f"  {name:<16} median rank {np.median(r):6.0f}   top-10 in {100 * np.mean(r <= 10):5.1f}% of sentences"
-          f"   NLL {final[name + ' nll']:6.2f}")
+          f"   NLL {final[name.replace(' ', '_') + '_nll']:6.2f}")
 unseen_ranks = answer_ranks(model, data.groups["val unseen"])
 
 # %% [markdown]

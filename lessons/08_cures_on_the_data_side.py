@@ -70,11 +70,11 @@ base_model, data = runs[0]["model"], runs[0]["dataset"]
 final = result["final"]
 LOG_V = final["log_vocab"]
 unseen = data.groups["val unseen"]
-summary["baseline"] = dict(train=final["train_nll"], unseen=final["val unseen nll"], log_v=LOG_V,
-                           acc=final["val unseen acc"], diag=row_max_on_diagonal(base_model, unseen),
+summary["baseline"] = dict(train=final["train_nll"], unseen=final["val_unseen_nll"], log_v=LOG_V,
+                           acc=final["val_unseen_acc"], diag=row_max_on_diagonal(base_model, unseen),
                            chance=1 / len(unseen))
-print(f"baseline: training NLL {final['train_nll']:.4f}; val unseen NLL {final['val unseen nll']:.2f} "
-      f"(log|V| = {LOG_V:.2f}), accuracy {100 * final['val unseen acc']:.1f}%; right answer best of the "
+print(f"baseline: training NLL {final['train_nll']:.4f}; val unseen NLL {final['val_unseen_nll']:.2f} "
+      f"(log|V| = {LOG_V:.2f}), accuracy {100 * final['val_unseen_acc']:.1f}%; right answer best of the "
       f"group's {len(unseen)} answers in {100 * summary['baseline']['diag']:.0f}% (chance {100 / len(unseen):.1f}%)")
 
 # %% [markdown]
@@ -116,7 +116,7 @@ print(f"e.g. training {ic_data.sentence(ic_data.train[0])}, validation {ic_data.
 print(f"in context ({incontext_cfg.layers}-layer GPT, width {incontext_cfg.width}, "
       f"{incontext_cfg.epochs} epochs): training NLL {ic_final['train_nll']:.4f}, validation NLL "
       f"{ic_final['val_nll']:.4f} (log|V| = {ic_final['log_vocab']:.2f}), validation accuracy "
-      f"{100 * ic_final['val acc']:.1f}%")
+      f"{100 * ic_final['val_acc']:.1f}%")
 summary["(a) in context"] = dict(train=ic_final["train_nll"], unseen=ic_final["val_nll"],
                                  log_v=ic_final["log_vocab"])
 
@@ -173,8 +173,8 @@ if FAST:
 else:
     res_c, runs_c = run_experiment(BASE.replace(vocab=2 * VOCAB), out=None)
     f_c, d_c = res_c["final"], runs_c[0]["dataset"]
-    summary["(c) twice the data"] = dict(train=f_c["train_nll"], unseen=f_c["val unseen nll"],
-                                         log_v=f_c["log_vocab"], acc=f_c["val unseen acc"],
+    summary["(c) twice the data"] = dict(train=f_c["train_nll"], unseen=f_c["val_unseen_nll"],
+                                         log_v=f_c["log_vocab"], acc=f_c["val_unseen_acc"],
                                          diag=row_max_on_diagonal(runs_c[0]["model"], d_c.groups["val unseen"]),
                                          chance=1 / len(d_c.groups["val unseen"]))
     print(d_c.summary())

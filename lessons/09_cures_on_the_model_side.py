@@ -65,8 +65,8 @@ def measure(cfg):
     """Train one GPT on the reversal data; its yardsticks on the val unseen group."""
     res, rs = run_experiment(cfg, out=None)
     f, m, d = res["final"], rs[0]["model"], rs[0]["dataset"]
-    return dict(train=f["train_nll"], unseen=f["val unseen nll"], log_v=f["log_vocab"],
-                acc=f["val unseen acc"], diag=row_max_on_diagonal(m, d.groups["val unseen"]),
+    return dict(train=f["train_nll"], unseen=f["val_unseen_nll"], log_v=f["log_vocab"],
+                acc=f["val_unseen_acc"], diag=row_max_on_diagonal(m, d.groups["val unseen"]),
                 chance=1 / len(d.groups["val unseen"]))
 
 

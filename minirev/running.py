@@ -72,19 +72,9 @@ def snake_case(key):
     return re.sub(r"[^0-9a-z]+", "_", key.lower()).strip("_")
 
 
-class Results(dict):
-    """A dict of results with snake_case keys, as the JSON has them; the history's spelling of a key
-    ("val unseen nll") still reads, for scripts written before (it is no key of its own: not in the JSON)."""
-
-    def __missing__(self, key):
-        if isinstance(key, str) and snake_case(key) != key and snake_case(key) in self:
-            return self[snake_case(key)]
-        raise KeyError(key)
-
-
 def json_keys(record):
     """A record of the history (trainer.history keeps its group names) with the results' keys."""
-    return Results((snake_case(k), v) for k, v in record.items())
+    return {snake_case(k): v for k, v in record.items()}
 
 
 def processor():
@@ -211,7 +201,7 @@ def run_experiment(cfg, out=print):
             f"{trainer.epoch + 1}" if trainer.batch else "") + ": reporting the epochs completed so far")
     finals = [json_keys(dict(r["trainer"].history[-1], **alphabet_rank(r["model"], r["dataset"]))) for r in runs]
     dataset = runs[0]["dataset"]
-    final = Results({k: float(np.mean([f[k] for f in finals])) for k in finals[0] if k not in ("epoch", "step")})
+    final = {k: float(np.mean([f[k] for f in finals])) for k in finals[0] if k not in ("epoch", "step")}
     final.update(epochs=finals[0]["epoch"], log_vocab=math.log(dataset.vocab_size), log_alphabet=dataset.log_alphabet())
     if len(runs) > 1:
         final.update({f"{k}_std": float(np.std([f[k] for f in finals])) for k in ("train_nll", "val_nll")})

@@ -60,9 +60,9 @@ def test_training_both_directions_is_what_the_unseen_direction_lacks():
     """Sanity check of the measurement: the seen direction of the SAME held-out pairs is learned."""
     result, _ = run("reversal", vocab=200, epochs=60)
     final = result["final"]
-    assert final["val unseen nll"] - final["val seen nll"] > 5, (
-        f"the unseen direction should be far worse than the seen one: unseen {final['val unseen nll']:.2f}, "
-        f"seen {final['val seen nll']:.2f}, want a gap > 5")
+    assert final["val_unseen_nll"] - final["val_seen_nll"] > 5, (
+        f"the unseen direction should be far worse than the seen one: unseen {final['val_unseen_nll']:.2f}, "
+        f"seen {final['val_seen_nll']:.2f}, want a gap > 5")
 
 
 def test_chain_of_thought_works_where_the_direct_step_fails():
