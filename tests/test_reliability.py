@@ -24,6 +24,7 @@ from minirev.machinery.files import atomic_write
 from minirev.gpt import GPT
 from minirev.optim import SGD, AdamW
 from minirev.train import Trainer
+from records import first_difference
 
 pytestmark = pytest.mark.train
 
@@ -43,15 +44,6 @@ def checkpoint(folder):
     state.pop("seconds"), state.pop("sha256")
     with np.load(folder / state["arrays"]) as z:
         return state, {k: z[k] for k in z.files}
-
-
-def first_difference(a, b):
-    """Where two histories (lists of records) first differ, for an assertion message."""
-    for i, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            keys = sorted(k for k in x.keys() | y.keys() if x.get(k) != y.get(k))
-            return f"record {i}: " + ", ".join(f"{k} {x.get(k)!r} vs {y.get(k)!r}" for k in keys)
-    return f"{len(a)} records vs {len(b)}"
 
 
 def assert_same_checkpoint(a, b):
