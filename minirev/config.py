@@ -99,7 +99,8 @@ class RunConfig:
     overwrite: bool = option(False, "with --save: replace the checkpoint of another run in DIR", "output",
                             identity=False)
     paper: bool = option(False, "the paper's full configuration (24 layers, width 768, 12 heads, dropout 0.1, "
-                                "3000 epochs unless --epochs is given): hours on a CPU, a GPU is advised", "model")
+                                "3000 epochs unless --epochs is given): hours on a CPU, a GPU is advised", "model",
+                         identity=False)     # a shorthand: the fields it sets are what a checkpoint compares
 
     # ---- checks -----------------------------------------------------------------------------
     def resolved(self):

@@ -244,3 +244,18 @@ def test_model_save_and_load_round_trip(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip file")
     with pytest.raises(UsageError, match="truncated or corrupted"):
         load_model(str(tmp_path / "bad.npz"))
+
+
+def test_a_checkpoint_of_format_2_still_resumes(tmp_path):
+    """Format 2 stored no optimiser name (null: the model's own) and AdamW's 0.01 as the decay of every run,
+    which SGD then ignored, and had no paper field: such a checkpoint resumes as the run it was."""
+    for cfg in (SMALL, RunConfig(model="one-layer", vocab=40, seed=3, eval_every=2)):
+        folder = tmp_path / cfg.model
+        run_experiment(cfg.replace(epochs=2, save=str(folder)), out=None)
+        state = json.loads((folder / "state.json").read_text())
+        state["format"] = 2
+        state["config"].update(optimizer=None, weight_decay=0.01)
+        state["config"].pop("paper", None)
+        (folder / "state.json").write_text(json.dumps(state))
+        result, runs = run_experiment(cfg.replace(epochs=3, resume=str(folder)), out=None)
+        assert runs[0]["trainer"].epoch == 3, f"{cfg.model}: the format-2 checkpoint did not resume to epoch 3"

@@ -32,7 +32,7 @@ from .files import TMP_NAME, FileLock, LockHeld, atomic_write, check_name, check
 from ..model import Model
 from .validate import DAMAGED, check_history, check_position, check_rng, check_state_types, read_npz, same_type
 
-FORMAT_VERSION = 2           # 2: the position within an epoch (batch) and the lock
+FORMAT_VERSION = 3           # 2: the position within an epoch (batch) and the lock; 3: the optimiser resolved
 ARRAYS = re.compile(r"arrays-\d{9,}\.npz\Z")
 LOCK = ".lock"
 
@@ -223,10 +223,15 @@ def load_run(folder, trainer, config):
         raise UsageError(f"{path} holds a JSON {type(state).__name__}, not a checkpoint: it is damaged or was edited")
     _check_format(state, path)
     check_state_types(state, path)
+    stored_config = dict(state["config"])
+    if state["format"] <= 2:        # written before the config named its optimiser: what the run ran with
+        stored_config["optimizer"] = stored_config.get("optimizer") or type(trainer.model).default_optimizer
+        if stored_config["optimizer"] == "sgd":
+            stored_config["weight_decay"] = 0.0      # SGD then ignored --weight-decay (its default was AdamW's 0.01)
     for key, value in config.identity().items():
-        if key not in state["config"]:
+        if key not in stored_config:
             raise UsageError(f"{path}: config.{key} is missing: the file is damaged or was edited")
-        stored, flag = state["config"][key], "--" + key.replace("_", "-")
+        stored, flag = stored_config[key], "--" + key.replace("_", "-")
         if not same_type(stored, value):
             raise UsageError(f"{path}: config.{key} is {stored!r} (a {type(stored).__name__}), where this run's "
                              f"{flag} is a {type(value).__name__}: {DAMAGED}")
