@@ -16,7 +16,8 @@ from .errors import UsageError
 from .experiments import Experiment
 from .gradcheck import check_model
 from .machinery.checkpoint import collides
-from .machinery.files import check_json_path, check_out_dir, remove_stale_temporaries, staged_writes, write_json
+from .machinery.files import remove_stale_temporaries, staged_writes, write_json
+from .machinery.paths import check_figures, check_json_path, check_out_dir
 from .machinery.limits import check_memory
 from .model import Model
 from .plots import plot_bilinear, plot_cures
@@ -34,6 +35,7 @@ def experiment(cfg, out, json_path):
     if not cfg.scheduler:               # on a cluster, the workers need the backend, not this machine
         get_xp(cfg.backend)
     out_dir, json_path = check_out_dir(out), check_json_path(json_path)
+    check_figures(out_dir, cfg.experiment, json_path)
     for folder in (cfg.save, cfg.resume):
         if json_path and folder and collides(json_path, folder):
             raise UsageError(f"--json {json_path} would replace a file of the checkpoint in {folder}: "
@@ -92,6 +94,7 @@ def bilinear(cfg, dims, pairs, held_out, out, json_path):
     cfg = cfg.replace(model="bilinear", full_batch=True).resolved()
     get_xp(cfg.backend)
     out_dir, json_path = check_out_dir(out), check_json_path(json_path)
+    check_figures(out_dir, "bilinear", json_path)
     vocab, itemsize = cfg.vocab, np.dtype(cfg.dtype).itemsize
     for dim in dims:            # U (host float64, and a copy), Theta, its gradient and the (B, m) logits
         d = vocab if dim is None else dim
@@ -137,15 +140,17 @@ def gradcheck(kinds, seed, tol):
 def cures(rows, seeds, seed, quick, jobs, out, json_path):
     """The cures from the literature side by side: the table, the accounts, one figure (minirev/cures.py)."""
     out_dir, json_path = check_out_dir(out), check_json_path(json_path)
+    check_figures(out_dir, "cures", json_path)
     start = time.perf_counter()
     result = run_cures(rows, seeds, seed, quick, jobs)
     result["seconds"] = time.perf_counter() - start
     result["run"] = dict(jobs=jobs, environment=environment())            # where it ran, last
     print(f"{len(result['rows'])} rows x {seeds} seeds in {result['seconds']:.0f} s on {jobs} process(es)")
-    fig = plot_cures(result["rows"], os.path.join(out_dir, "cures.png"),
-                     f"What breaks the curse: unseen NLL over {seeds} seeds per row"
-                     + (" (--quick: small models on small data)" if quick else ""))
-    print(f"figure: {fig}")
-    if json_path:
-        write_json(json_path, result)
-        print(f"results: {json_path}")
+    with staged_writes():                   # the figure and the JSON, both or neither
+        fig = plot_cures(result["rows"], os.path.join(out_dir, "cures.png"),
+                         f"What breaks the curse: unseen NLL over {seeds} seeds per row"
+                         + (" (--quick: small models on small data)" if quick else ""))
+        print(f"figure: {fig}")
+        if json_path:
+            write_json(json_path, result)
+            print(f"results: {json_path}")

@@ -238,7 +238,7 @@ def main(argv=None):
         print(f"minirev: error: {e}", file=sys.stderr)
         return e.exit_code
     except OSError as e:
-        print(f"minirev: error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
+        print(f"minirev: error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nminirev: interrupted", file=sys.stderr)

@@ -9,7 +9,6 @@ is in ``minirev/experiments/``, the safety and the processes in
 ``minirev/machinery/``. Every function takes an ``out`` callable for its printed
 lines (``print`` by default, ``None`` for silence).
 """
-import contextlib
 import math
 import os
 import platform
@@ -117,15 +116,24 @@ def train_seed(job, report):
     one prints only its error. Ctrl-C stops training cleanly between two steps: the run keeps the steps
     done so far, and a checkpoint (--save) holds the exact position, so --resume continues bit for bit.
     """
+    cfg = job[0]
+    if not (cfg.save or cfg.resume):
+        return _train_seed(job, report, None)
+    fresh = bool(cfg.save) and not cfg.overwrite and not (cfg.resume and os.path.realpath(cfg.save) ==
+                                                            os.path.realpath(cfg.resume))
+    with RunFolder(cfg.save or cfg.resume, fresh=fresh) as folder:      # locked before the data is built
+        return _train_seed(job, report, folder)
+
+
+def _train_seed(job, report, folder):
     cfg, s, first, trace_out = job
     dataset = make_dataset(cfg, s)
     model = make_model(cfg, dataset, s)
     optimizer = make_optimizer(cfg)
     trainer = Trainer(model, optimizer, dataset, seed=s, eval_every=cfg.eval_every,
                       batch_size=None if cfg.full_batch else cfg.batch_size)
-    save_to = cfg.save or cfg.resume
     interrupted = False
-    with Interrupts() as ctrl_c, (RunFolder(save_to) if save_to else contextlib.nullcontext()) as folder:
+    with Interrupts() as ctrl_c:
         if cfg.resume:
             load_run(cfg.resume, trainer, cfg)
         if first:
@@ -181,6 +189,9 @@ def run_experiment(cfg, out=print):
     if not isinstance(cfg, RunConfig):
         raise UsageError(f"run_experiment takes a RunConfig, got {type(cfg).__name__}: "
                          "e.g. run_experiment(RunConfig(experiment='reversal', epochs=50))")
+    if out is not None and not callable(out):
+        raise UsageError(f"run_experiment's out takes a function of the printed lines (print) or None for "
+                         f"silence, got {type(out).__name__} {out!r:.40}")
     cfg = cfg.resolved()
     check_run(cfg)
     seeds = [cfg.seed + i for i in range(cfg.seeds)]

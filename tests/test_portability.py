@@ -40,7 +40,7 @@ del os.fchmod, os.O_NOFOLLOW
 
 from minirev import demo
 from minirev.errors import RunError
-from minirev.machinery import files
+from minirev.machinery import lock as files
 from minirev.machinery.checkpoint import RunFolder
 
 if mode == "msvcrt":
@@ -70,12 +70,12 @@ with RunFolder(ck):
 seen["after_release"] = sorted(os.listdir(ck))
 seen["taken_after_release"] = refusal()
 with open(os.path.join(ck, ".lock"), "w") as f:
-    f.write(dead + "\n")                    # left by a run that was killed
+    f.write(f"minirev lock, process {dead}\n")   # left by a run that was killed
 with RunFolder(ck):
     with open(os.path.join(ck, ".lock")) as f:
-        seen["stale_taken_over_by"] = f.read().strip()
+        seen["stale_taken_over_by"] = f.read().strip().rsplit(" ", 1)[-1]
 with open(os.path.join(ck, ".lock"), "w") as f:
-    f.write(live + "\n")                    # a lock file naming a process that runs
+    f.write(f"minirev lock, process {live}\n")   # a lock file naming a process that runs
 seen["live_named"] = refusal()
 if os.path.exists(os.path.join(ck, ".lock")):
     os.remove(os.path.join(ck, ".lock"))

@@ -2,7 +2,9 @@
 
     checkpoint.py   save and resume a run (state.json + one arrays .npz), save_model / load_model
     validate.py     every field of a checkpoint checked before anything is loaded
-    files.py        output paths checked before training, atomic writes, figures and JSON together
+    paths.py        output paths checked before training (figures, JSON, checkpoint folders, odd names)
+    files.py        atomic writes into folders held open, figures and JSON together
+    lock.py         the lock of a checkpoint folder, on a file minirev alone makes
     limits.py       memory estimates: a run too large is refused before anything is allocated
     parallel.py     seeds side by side: processes here, or a Dask cluster
 

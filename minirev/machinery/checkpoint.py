@@ -13,10 +13,11 @@ name, then replaces ``state.json`` atomically: an interrupted save leaves the
 previous checkpoint intact, since ``state.json`` only ever names a complete file.
 
 A run holds its folder through :class:`RunFolder`: a lock (``.lock``, whose
-holder a second run names in its refusal: files.FileLock, which works without
-fcntl too), and it deletes only the files a minirev run writes there
-(``arrays-<digits>.npz`` and its own temporaries), never anything else in the
-folder. Everything read back is checked (types, ranges, shapes, sizes) before
+holder a second run names in its refusal: lock.FileLock, which works without
+fcntl too, and never touches a ``.lock`` it did not make), taken before the
+data is built; the folder, opened once, written by descriptor; and it deletes
+only the files a minirev run writes there (``arrays-<digits>.npz`` and its own
+temporaries), never anything else in the folder. Everything read back is checked (types, ranges, shapes, sizes) before
 it is used: a damaged or edited checkpoint is refused with one line.
 """
 import hashlib
@@ -28,8 +29,11 @@ import numpy as np
 
 from ..backend import to_backend
 from ..errors import RunError, UsageError
-from .files import TMP_NAME, FileLock, LockHeld, atomic_write, check_name, check_out_dir, remove_stale_temporaries
+from .files import TMP_NAME, Folder, atomic_write, what_is_wrong, why
+from .limits import check_model_memory
+from .lock import FileLock, LockHeld, NotALock
 from ..model import Model
+from .paths import check_name, check_out_dir
 from .validate import DAMAGED, check_history, check_position, check_rng, check_state_types, read_npz, same_type
 
 FORMAT_VERSION = 3           # 2: the position within an epoch (batch) and the lock; 3: the optimiser resolved
@@ -40,9 +44,17 @@ LOCK = ".lock"
 # --------------------------------------------------------------------------- one model
 
 def save_model(model, path):
+    """Write `model` to the file `path` (new, or a writable regular file: never a link, device or folder)."""
+    if not isinstance(model, Model):
+        raise UsageError(f"save_model saves a minirev model (Model), got {type(model).__name__}: "
+                         "e.g. save_model(GPT(40), 'm.npz')")
+    path = check_name(path, "save_model's path")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UsageError(f"cannot save the model to {path}: the folder {folder} does not exist; create it first")
+    if os.path.lexists(path) and what_is_wrong(os.lstat(path)):
+        raise UsageError(f"cannot save the model to {path}: it is {what_is_wrong(os.lstat(path))}, not a regular "
+                         "file minirev may replace; choose another path")
     meta = dict(format=FORMAT_VERSION, kind=model.kind, config=model.config, dtype=model.dtype.name)
     arrays = {f"param.{k}": v for k, v in model.host_params().items()}
     arrays["meta"] = np.array(json.dumps(meta))           # a unicode string array: no pickle needed
@@ -51,11 +63,14 @@ def save_model(model, path):
 
 
 def load_model(path, backend="numpy"):
-    """A model saved by ``save_model`` (from any backend), on `backend`."""
+    """A model saved by ``save_model`` (from any backend), on `backend`.
+
+    Read in two passes: the description ('meta') alone, whose model is checked against the memory
+    limit before it is built; then exactly that model's parameters, their headers checked first."""
+    path = check_name(path, "load_model's path")
     if not os.path.isfile(path):
         raise UsageError(f"no model file at {path}")
-    arrays = read_npz(path)
-    meta = arrays.get("meta")
+    meta = read_npz(path, only={"meta"}, allowed=lambda name: name == "meta" or name.startswith("param.")).get("meta")
     if meta is None or meta.shape != () or meta.dtype.kind != "U":
         raise UsageError(f"{path} is not a minirev model file (it has no 'meta' text entry)")
     try:
@@ -68,6 +83,7 @@ def load_model(path, backend="numpy"):
     _check_format(meta, path)
     if meta.get("kind") not in Model.registry:
         raise UsageError(f"{path} holds an unknown model kind {meta.get('kind')!r}")
+    check_model_memory(meta["kind"], meta["config"], np.dtype(meta["dtype"]).itemsize, path)
     try:
         model = Model.registry[meta["kind"]](**meta["config"], dtype=np.dtype(meta["dtype"]), backend=backend)
     except (TypeError, ValueError, OverflowError, MemoryError) as e:
@@ -75,6 +91,8 @@ def load_model(path, backend="numpy"):
             raise UsageError(f"{path}: {e}") from None
         raise UsageError(f"{path}: its model description ('meta') is damaged or was edited "
                          f"({type(e).__name__})") from None
+    expected = {f"param.{k}": (tuple(v.shape), "f") for k, v in model.params.items()}
+    arrays = read_npz(path, dict(expected, meta=((), "U")))
     _set_params(model, {k[6:]: v for k, v in arrays.items() if k.startswith("param.")}, path)
     return model
 
@@ -107,47 +125,78 @@ class RunFolder:
         with RunFolder("ck") as folder:
             ... folder.save(trainer, cfg) ...
 
-    A save deletes the other ``arrays-<digits>.npz`` of the folder (earlier saves of
-    this run, a save killed before its state.json, or the run --overwrite replaces)
-    and nothing else.
+    The folder is opened once, when locked: every save is written into it by descriptor, and a
+    folder swapped for another (a link to another run's) during the run is refused, never written.
+    A save deletes the other ``arrays-<digits>.npz`` of the folder (earlier saves of this run, a
+    save killed before its state.json, or the run --overwrite replaces) and nothing else.
+    fresh=True (a --save without --overwrite): a checkpoint found there once locked is refused,
+    so that a run which finished there since this one's checks is not replaced.
     """
 
-    def __init__(self, folder):
-        self.folder = folder
+    def __init__(self, folder, fresh=False):
+        self.folder, self.fresh = folder, fresh
         self.lock = FileLock(os.path.join(folder, LOCK))
-        self.created = False
+        self.created, self.dir = [], None
 
     def __enter__(self):
-        self.created = not os.path.isdir(self.folder)
+        path = os.path.abspath(self.folder)
+        while not os.path.lexists(path):               # the folders this run makes, removed if it saves nothing
+            self.created.append(path)
+            path = os.path.dirname(path)
         try:
             os.makedirs(self.folder, exist_ok=True)
+            self.dir = Folder(self.folder)
             try:
                 self.lock.acquire()
             except LockHeld as e:
                 raise RunError(f"checkpoint folder {self.folder} is in use by another run (process {e.holder}): "
                                "wait for it to finish or choose another folder") from None
-            remove_stale_temporaries(self.folder)      # left by a run killed while saving here
+            except NotALock as e:
+                raise RunError(f"cannot use the checkpoint folder {self.folder}: its .lock is {e}, not a lock "
+                               "minirev made; minirev never replaces it: move it away or choose another "
+                               "folder") from None
+            try:
+                self.dir.check()                        # still the folder opened, now locked
+                for name in self.dir.names():            # left by a run killed while saving here
+                    if TMP_NAME.match(name) and not what_is_wrong(self.dir.lstat(name)):
+                        self.dir.remove(name)
+                if self.fresh and "state.json" in self.dir.names():
+                    raise UsageError(f"--save {self.folder} now holds {_describe(os.path.join(self.folder, 'state.json'))}"
+                                     ", saved by another run since this one was checked: continue it with --resume "
+                                     f"{self.folder}, or pass --overwrite to replace it")
+            except BaseException:
+                self.lock.release()
+                raise
         except OSError as e:
-            raise RunError(f"cannot use the checkpoint folder {self.folder}: {e.strerror or e}") from None
+            self._leave()
+            raise RunError(f"cannot use the checkpoint folder {self.folder}: {why(e)}") from None
+        except BaseException:
+            self._leave()
+            raise
         return self
 
     def __exit__(self, *exc):
         self.lock.release()
-        if self.created and not os.listdir(self.folder):
-            os.rmdir(self.folder)                       # nothing was saved: leave no empty folder behind
+        self._leave()
+
+    def _leave(self):
+        if self.dir is not None:
+            self.dir.close()
+        for path in self.created:                       # nothing was saved: leave no empty folder behind
+            try:
+                os.rmdir(path)
+            except OSError:
+                break
 
     def save(self, trainer, config):
         model, opt = trainer.model, trainer.optimizer
         arrays = {f"param.{k}": v for k, v in model.host_params().items()}
         arrays.update({f"opt.{k}": v for k, v in opt.state_dict().items() if k != "t"})
         name = f"arrays-{trainer.step:09d}.npz"
+        atomic_write(os.path.join(self.folder, name), lambda f: np.savez(f, **arrays), self.dir)
         digest = hashlib.sha256()
-
-        def write_arrays(f):
-            np.savez(f, **arrays)
-
-        atomic_write(os.path.join(self.folder, name), write_arrays)
-        with open(os.path.join(self.folder, name), "rb") as f:
+        fd = self.dir.open(name, os.O_RDONLY)
+        with os.fdopen(fd, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
         state = dict(format=FORMAT_VERSION, kind=model.kind, dtype=model.dtype.name,
@@ -155,11 +204,10 @@ class RunFolder:
                      seconds=trainer.seconds, history=trainer.history, optimizer=dict(name=opt.name, t=opt.t),
                      rng=dict(shuffle=trainer.shuffle_state(), dropout=trainer.dropout_rng.bit_generator.state),
                      arrays=name, sha256=digest.hexdigest())
-        atomic_write(os.path.join(self.folder, "state.json"), lambda f: f.write(json.dumps(state).encode()))
-        for old in os.listdir(self.folder):      # arrays of earlier saves, or of a save killed before its state
-            path = os.path.join(self.folder, old)
-            if ARRAYS.match(old) and old != name and os.path.isfile(path) and not os.path.islink(path):
-                os.remove(path)
+        atomic_write(os.path.join(self.folder, "state.json"), lambda f: f.write(json.dumps(state).encode()), self.dir)
+        for old in self.dir.names():     # arrays of earlier saves, or of a save killed before its state
+            if ARRAYS.match(old) and old != name and not what_is_wrong(self.dir.lstat(old)):
+                self.dir.remove(old)
         return self.folder
 
 
@@ -167,7 +215,7 @@ def check_folders(save, resume, overwrite=False):
     """Before any work: the folder to resume is a checkpoint, the folder to save to can be written,
     and a --save does not replace another run's checkpoint unless asked (overwrite)."""
     if resume is not None:
-        check_name(resume, "--resume")
+        check_out_dir(resume, "--resume")               # a name we can take, not a link to a folder
         if not os.path.isdir(resume):
             raise UsageError(f"--resume {resume}: no such folder (start a run with --save {resume} first)")
         if not os.path.isfile(os.path.join(resume, "state.json")):
@@ -182,6 +230,13 @@ def check_folders(save, resume, overwrite=False):
         raise UsageError(f"{target} is not a checkpoint folder (or its state.json is not a file): "
                          "choose another folder")
     flag = "--save" if save else "--resume"
+    if os.path.isfile(state):
+        try:
+            with open(state, "rb"):
+                pass
+        except OSError as e:
+            raise UsageError(f"{flag} {target}: its state.json cannot be read ({why(e)}): make it readable "
+                             f"(chmod u+r {state}){' or choose another folder' if save else ''}") from None
     if not os.access(target, os.W_OK | os.X_OK) or os.path.isfile(state) and not os.stat(state).st_mode & 0o222:
         raise UsageError(f"{flag} {target}: the checkpoint folder is read-only, so the run could not be saved "
                          f"there; make it writable{' or add --save DIR to save elsewhere' if not save else ''}")
@@ -215,8 +270,10 @@ def load_run(folder, trainer, config):
     if not os.path.isfile(path):
         raise UsageError(f"--resume {folder}: no state.json inside, so it is not a minirev checkpoint folder")
     try:
-        with open(path) as f:
+        with open(path, "rb") as f:
             state = json.load(f)
+    except OSError as e:
+        raise UsageError(f"{path} cannot be read ({why(e)})") from None
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise UsageError(f"{path} is truncated or corrupted (not valid JSON)") from None
     if not isinstance(state, dict):

@@ -1,14 +1,17 @@
-"""Files a run writes: the output folder, the JSON results, atomic writes.
+"""Files a run writes: folders held open, atomic writes, the JSON results, the lock of a checkpoint folder.
 
-A file is written into a temporary file in the same folder and then renamed
-over its target, so a reader (or a crash) never sees half a file. Every path
-a run will write is checked before any training: it must be a new path or a
-regular file we may write (never a device, a folder or a read-only file),
-with a name the file system accepts.
+Nothing of the user's is opened for writing. A file is written into a new
+temporary file (``O_CREAT|O_EXCL|O_NOFOLLOW``: made here, never an existing
+file or a link) and then renamed over its target, so a reader (or a crash)
+never sees half a file. The folder is a :class:`Folder`, opened once: the
+temporary file is made and renamed by the folder's descriptor (``dir_fd``),
+and before each rename the folder's path must still name that folder and the
+target must still be a writable regular file, so a folder swapped for a link
+during the run is refused, never followed. Where the platform has no
+``dir_fd`` (Windows), the same checks are made by path just before the rename.
 
-:class:`FileLock` is the lock of a checkpoint folder (its ``.lock`` file):
-fcntl's flock where there is fcntl, msvcrt's on Windows, otherwise the lock
-file itself, made with ``O_CREAT|O_EXCL``.
+The lock of a checkpoint folder is in ``lock.py``; the paths are checked before
+any work in ``paths.py``.
 """
 import contextlib
 import errno
@@ -16,314 +19,192 @@ import json
 import math
 import os
 import re
+import secrets
 import stat
-import tempfile
 import time
 
 import numpy as np
 
-from ..errors import RunError, UsageError
-
-try:
-    import fcntl                     # POSIX (Linux, macOS)
-except ImportError:
-    fcntl = None
-try:
-    import msvcrt                    # Windows
-except ImportError:
-    msvcrt = None
+from ..errors import RunError
 
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)      # missing on Windows: open_no_link checks with lstat instead
-BINARY = getattr(os, "O_BINARY", 0)          # Windows: no newline translation in the pid we write
+BINARY = getattr(os, "O_BINARY", 0)          # Windows: no newline translation in what we write
+DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+BY_DESCRIPTOR = bool(DIRECTORY) and {os.open, os.rename, os.stat, os.unlink} <= os.supports_dir_fd
 TMP_PREFIX = ".minirev-tmp-"
-TMP_NAME = re.compile(re.escape(TMP_PREFIX) + r"[a-z0-9_]{8}\Z")      # what mkstemp makes of the prefix
+TMP_NAME = re.compile(re.escape(TMP_PREFIX) + r"[a-z0-9_]{8}\Z")
+TMP_LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 
 
-def umask():
-    mask = os.umask(0)                   # the only way to read the umask is to set it
-    os.umask(mask)
-    return mask
+def why(e):
+    """An OSError's cause in words (never an empty file name after it)."""
+    return e.strerror or str(e) or type(e).__name__
 
 
-_staged = None        # inside staged_writes(): the (temporary file, target) pairs awaiting their rename
+def what_is_wrong(st):
+    """None for a regular file we may replace; else what it is ("a folder", "a link", ...)."""
+    if stat.S_ISREG(st.st_mode):
+        if not st.st_mode & 0o222:              # os.access says yes to root, whatever the mode
+            return f"read-only (mode {stat.S_IMODE(st.st_mode):o})"
+        return None
+    return "a folder" if stat.S_ISDIR(st.st_mode) else "a link" if stat.S_ISLNK(st.st_mode) \
+        else "a device or other special file"
+
+
+class Folder:
+    """A folder opened once, to make, check and rename files in (by descriptor where the platform can).
+
+    `identity` (st_dev, st_ino), if given, is the folder the run checked before training: another one
+    found at the path now is refused."""
+
+    def __init__(self, path, identity=None):
+        self.path, self.fd = os.path.abspath(path), None
+        try:
+            st = os.lstat(self.path)
+            if stat.S_ISDIR(st.st_mode) and BY_DESCRIPTOR:
+                self.fd = os.open(self.path, os.O_RDONLY | DIRECTORY | NOFOLLOW)
+                st = os.fstat(self.fd)
+        except OSError as e:
+            raise RunError(f"cannot write into {self.path}: {why(e)}") from None
+        self.id = (st.st_dev, st.st_ino)
+        if not stat.S_ISDIR(st.st_mode) or identity is not None and self.id != identity:
+            self.close()
+            raise RunError(self._replaced(st))
+
+    def _replaced(self, st):
+        now = "gone" if st is None else "now " + (what_is_wrong(st) or "a file") if not stat.S_ISDIR(st.st_mode) \
+            else "now another folder"
+        return f"the folder {self.path} was replaced during the run ({now}): refusing to write there"
+
+    def check(self):
+        """The path still names this folder (not a link put in its place)."""
+        try:
+            st = os.lstat(self.path)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISDIR(st.st_mode) or (st.st_dev, st.st_ino) != self.id:
+            raise RunError(self._replaced(st))
+
+    def _at(self, name):
+        return dict(path=name, dir_fd=self.fd) if self.fd is not None else dict(path=os.path.join(self.path, name))
+
+    def lstat(self, name):
+        at = self._at(name)
+        return os.stat(at.pop("path"), follow_symlinks=False, **at)
+
+    def check_target(self, name):
+        """`name` may be replaced: absent, or a writable regular file (not a folder, link or device)."""
+        try:
+            problem = what_is_wrong(self.lstat(name))
+        except FileNotFoundError:
+            return
+        if problem:
+            raise RunError(f"{os.path.join(self.path, name)} is {problem}: refusing to replace it")
+
+    def open(self, name, flags):
+        """os.open of `name` in the folder, never through a link (its descriptor)."""
+        at = self._at(name)
+        if not NOFOLLOW and os.path.islink(os.path.join(self.path, name)):
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), name)
+        return os.open(at.pop("path"), flags | NOFOLLOW | BINARY, 0o666, **at)   # 0666 less the umask
+
+    def new_temp(self):
+        """(name, descriptor) of a new temporary file, made here (O_EXCL) with the mode open() gives."""
+        while True:
+            name = TMP_PREFIX + "".join(secrets.choice(TMP_LETTERS) for _ in range(8))
+            try:
+                return name, self.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            except FileExistsError:
+                continue
+
+    def replace(self, tmp, name):
+        self.check()
+        self.check_target(name)
+        if self.fd is not None:
+            os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        else:
+            os.replace(os.path.join(self.path, tmp), os.path.join(self.path, name))
+
+    def remove(self, name):
+        at = self._at(name)
+        try:
+            os.unlink(at.pop("path"), **at)
+        except OSError:
+            pass
+
+    def names(self):
+        return os.listdir(self.fd if self.fd is not None else self.path)
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+_staged = None        # inside staged_writes(): {folder path: Folder} and the (folder, temporary, name) to rename
 
 
 @contextlib.contextmanager
 def staged_writes():
     """Inside, atomic_write leaves each file under its temporary name; all are renamed at the end.
 
-    A failure part way (a full disk on the third figure) then leaves none of the
-    new files and every old one: renames need no space, writes do.
-    """
+    Before the first rename every folder and every target is checked again: a failure part way
+    (a full disk on the third figure, a target made a folder meanwhile) leaves none of the new
+    files and every old one."""
     global _staged
-    _staged = []
+    _staged = dict(folders={}, files=[])
     try:
         yield
-        for tmp, path in _staged:
-            os.replace(tmp, path)
+        targets = [(f.path, name) for f, _, name in _staged["files"]]
+        for (folder, name) in {t for t in targets if targets.count(t) > 1}:
+            raise RunError(f"two outputs of this run are {os.path.join(folder, name)}: give them different paths")
+        for folder, _, name in _staged["files"]:
+            folder.check()
+            folder.check_target(name)
+        for folder, tmp, name in _staged["files"]:
+            folder.replace(tmp, name)
     finally:
-        for tmp, _ in _staged:
-            _remove_quietly(tmp)
+        for folder, tmp, _ in _staged["files"]:
+            folder.remove(tmp)
+        for folder in _staged["folders"].values():
+            folder.close()
         _staged = None
 
 
-def atomic_write(path, write):
-    """write(file_object) into a temporary file next to `path`, then rename it over `path`.
+def atomic_write(path, write, folder=None):
+    """write(file_object) into a new temporary file next to `path`, then rename it over `path`.
 
-    The file gets the mode a plain open() would give it (0666 less the umask),
-    not mkstemp's private 0600.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
+    folder: the Folder `path` is in, held by the caller; by default one is opened for this write.
+    The file gets the mode a plain open() would give it (0666 less the umask)."""
+    name = os.path.basename(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX)
+        if folder is None and _staged is not None:
+            where = os.path.dirname(os.path.abspath(path))
+            folder = _staged["folders"].get(where) or _staged["folders"].setdefault(where, Folder(where))
+        own = folder is None
+        folder = folder or Folder(os.path.dirname(os.path.abspath(path)))
+    except RunError as e:
+        raise RunError(f"cannot write {path}: {e}") from None
+    try:
+        folder.check_target(name)
+        tmp, fd = folder.new_temp()
     except OSError as e:
-        raise RunError(f"cannot write {path}: {e.strerror or e}") from None
+        raise RunError(f"cannot write {path}: {why(e)}") from None
     try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o666 & ~umask())
-        else:                       # Windows before Python 3.13: by the path, mkstemp's new file (there
-            os.chmod(tmp, 0o666 & ~umask())   # only the read-only bit counts, and this leaves it unset)
         with os.fdopen(fd, "wb") as f:
             write(f)
-        if _staged is None:
-            os.replace(tmp, path)
+        if _staged is None or not own and folder not in _staged["folders"].values():
+            folder.replace(tmp, name)
         else:
-            _staged.append((tmp, path))
+            _staged["files"].append((folder, tmp, name))
+            tmp = None
     except OSError as e:
-        _remove_quietly(tmp)
-        raise RunError(f"cannot write {path}: {e.strerror or e}") from None
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-
-
-def _remove_quietly(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
-def open_no_link(path, flags):
-    """os.open(path, flags) that never follows a symbolic link at `path`: O_NOFOLLOW, or where the
-    platform lacks it an lstat first (a link put there after the lstat is caught by FileLock's check
-    that the file it opened is still the one the path names)."""
-    if not NOFOLLOW and os.path.islink(path):
-        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
-    return os.open(path, flags | NOFOLLOW | BINARY, 0o666 & ~umask())
-
-
-class LockHeld(Exception):
-    """Raised by FileLock.acquire: another holds the lock; .holder is the pid its file names (or "unknown")."""
-
-    def __init__(self, holder):
-        super().__init__(holder)
-        self.holder = holder
-
-
-class FileLock:
-    """An exclusive lock, held between acquire() and release(); its file at `path` holds the holder's pid.
-
-    A second taker, in this process or another, gets LockHeld naming that pid. How, by what the platform has:
-
-    * fcntl (Linux, macOS): flock on the file. The system drops it when its holder closes the file
-      or dies, so the file a killed run left is simply locked again.
-    * msvcrt (Windows): msvcrt.locking of one byte past the pid (Windows refuses others the reading of
-      a locked range, and they must read the pid). The system drops it too when its holder dies.
-    * neither: the file itself is the lock, made with O_CREAT|O_EXCL (of runs creating it together,
-      exactly one succeeds). One that names a dead process, or no pid for over STALE seconds (a run
-      killed between creating it and writing its pid), was left by a killed run: it is removed and
-      made anew, under a second such file (``<path>.break``) so that two runs never both remove it
-      (the later removal would take the lock the other one just made).
-    """
-    STALE = 10.0
-    LOCK_BYTE = 1 << 20              # msvcrt: the byte locked, far past the pid
-
-    def __init__(self, path):
-        self.path, self.fd = path, None
-        self.how = "flock" if fcntl else "msvcrt" if msvcrt else "create"
-
-    def acquire(self):
-        fd = self._create() if self.how == "create" else self._lock()
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self.fd = fd
-        return self
-
-    def release(self):
-        try:
-            os.unlink(self.path)     # while held: a run that opened the old file meanwhile re-checks the inode
-            removed = True
-        except FileNotFoundError:
-            removed = True
-        except PermissionError:      # Windows removes no file that is open
-            removed = False
-        if self.how == "msvcrt":
-            os.lseek(self.fd, self.LOCK_BYTE, os.SEEK_SET)
-            msvcrt.locking(self.fd, msvcrt.LK_UNLCK, 1)
-        os.close(self.fd)
-        self.fd = None
-        if not removed:
-            _remove_quietly(self.path)   # fails if another run opened it since: then it is that run's lock
-
-    def _lock(self):
-        while True:
-            fd = open_no_link(self.path, os.O_RDWR | os.O_CREAT)
-            if not self._try(fd):
-                holder = _read_holder(fd)
-                os.close(fd)
-                raise LockHeld(holder)
-            try:
-                if os.fstat(fd).st_ino == os.lstat(self.path).st_ino:
-                    return fd        # still the lock file the folder names (not one a holder just removed)
-            except FileNotFoundError:
-                pass
-            os.close(fd)
-
-    def _try(self, fd):
-        if self.how == "flock":
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False
-            return True
-        os.lseek(fd, self.LOCK_BYTE, os.SEEK_SET)
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError as e:
-            if e.errno in (errno.EACCES, getattr(errno, "EDEADLOCK", errno.EDEADLK)):
-                return False
-            raise
-        return True
-
-    def _create(self):
-        while True:
-            try:
-                return open_no_link(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
-            except FileExistsError:
-                pass
-            holder, stale = self._look()
-            if not stale:
-                raise LockHeld(holder)
-            self._break()
-
-    def _look(self):
-        """(what the lock file names, whether it was left by a run that is gone) of the file there now."""
-        try:
-            fd = open_no_link(self.path, os.O_RDONLY)
-        except FileNotFoundError:
-            return None, True
-        try:
-            holder, age = _read_holder(fd), time.time() - os.fstat(fd).st_mtime
-        finally:
-            os.close(fd)
-        if re.fullmatch(r"[0-9]{1,10}", holder):
-            return holder, not _alive(int(holder))
-        return holder, age > self.STALE
-
-    def _break(self):
-        guard = self.path + ".break"
-        give_up = time.monotonic() + 2.0
-        while True:
-            try:
-                os.close(open_no_link(guard, os.O_RDWR | os.O_CREAT | os.O_EXCL))
-                break
-            except FileExistsError:
-                if time.monotonic() > give_up:       # held for microseconds: its run was killed inside
-                    raise OSError(errno.EEXIST, f"{guard} was left by a run killed while removing a stale "
-                                                "lock: delete it if no run is starting there") from None
-                time.sleep(0.01)
-        try:
-            if self._look()[1]:      # still stale: no one else removes it while we hold the guard
-                try:
-                    os.unlink(self.path)
-                except FileNotFoundError:
-                    pass
-        finally:
-            os.unlink(guard)
-
-
-def _read_holder(fd):
-    os.lseek(fd, 0, os.SEEK_SET)
-    return os.read(fd, 200).decode(errors="replace").strip() or "unknown"
-
-
-def _alive(pid):
-    """Whether process `pid` runs, where os.kill(pid, 0) can tell (POSIX); elsewhere it is assumed to."""
-    if pid == os.getpid() or os.name == "nt" or not hasattr(os, "kill"):
-        return True                  # (on Windows os.kill(pid, 0) would send a Ctrl-C: 0 is CTRL_C_EVENT)
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except OSError:                  # PermissionError: it runs, as another user
-        return True
-    return True
-
-
-def remove_stale_temporaries(folder, older_than=0.0):
-    """Remove the temporary files a killed minirev left in `folder` (only names mkstemp gave us).
-
-    In a folder no lock protects, older_than (seconds) spares the files of a run writing there now.
-    """
-    for name in os.listdir(folder):
-        full = os.path.join(folder, name)
-        if TMP_NAME.match(name) and os.path.isfile(full) and not os.path.islink(full) \
-                and time.time() - os.lstat(full).st_mtime >= older_than:
-            _remove_quietly(full)
-
-
-def check_name(path, flag):
-    """A path the file system can take: not empty, no control characters, no over-long name."""
-    if path == "":
-        raise UsageError(f"{flag} was given an empty path: name a file or folder, or leave {flag} out")
-    if any(ord(c) < 32 for c in path):
-        raise UsageError(f"{flag} {path!r}: the path contains a control character (a newline?); "
-                         "choose a plain name")
-    too_long = [part for part in path.split(os.sep) if len(part.encode()) > 255]
-    if too_long:
-        raise UsageError(f"{flag}: the name {too_long[0][:40]}... is {len(too_long[0].encode())} bytes long, "
-                         "over the file system's 255; choose a shorter name")
-
-
-def check_out_dir(path, flag="--out"):
-    """Fail early (before any work) if the output folder cannot be created or written."""
-    check_name(path, flag)
-    path = os.path.abspath(path)
-    probe = path
-    while not os.path.lexists(probe):
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {path} cannot be written ({probe} is not a writable folder): "
-                         f"choose another with {flag}")
-    return path
-
-
-def check_file_path(path, flag):
-    """A path we may write a file to: a new name in an existing folder, or a writable regular file."""
-    if path is None:
-        return None
-    check_name(path, flag)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UsageError(f"{flag} {path}: the folder {folder} does not exist; create it or choose another path")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {path}: the folder {folder} is not writable; choose another path")
-    if os.path.lexists(path):
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode):
-            what = "a folder" if stat.S_ISDIR(st.st_mode) else "a link" if stat.S_ISLNK(st.st_mode) \
-                else "a device or other special file"
-            raise UsageError(f"{flag} {path} is {what}, not a regular file: choose another path")
-        if not st.st_mode & 0o222:              # os.access says yes to root, whatever the mode
-            raise UsageError(f"{flag} {path} is read-only (mode {stat.S_IMODE(st.st_mode):o}): "
-                             "choose another path or make it writable")
-    return path
-
-
-def check_json_path(path):
-    return check_file_path(path, "--json")
+        raise RunError(f"cannot write {path}: {why(e)}") from None
+    finally:
+        if tmp is not None:
+            folder.remove(tmp)
+        if own and _staged is None:
+            folder.close()
 
 
 def write_json(path, data):
@@ -342,3 +223,17 @@ def write_json(path, data):
         return x
     atomic_write(path, lambda f: f.write(json.dumps(clean(data), indent=1).encode()))
     return path
+
+
+def remove_stale_temporaries(folder, older_than=0.0):
+    """Remove the temporary files a killed minirev left in `folder` (only names we give them).
+
+    In a folder no lock protects, older_than (seconds) spares the files of a run writing there now."""
+    for name in os.listdir(folder):
+        full = os.path.join(folder, name)
+        if TMP_NAME.match(name) and os.path.isfile(full) and not os.path.islink(full) \
+                and time.time() - os.lstat(full).st_mtime >= older_than:
+            try:
+                os.remove(full)
+            except OSError:
+                pass

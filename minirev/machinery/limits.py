@@ -7,6 +7,7 @@ The limit is half the machine's physical memory.
     check_memory("the GPT's parameters and optimiser state", nbytes, "use a smaller --width")
 """
 import os
+from types import SimpleNamespace
 
 from ..errors import UsageError, readable
 from ..experiments import Experiment
@@ -29,6 +30,25 @@ def check_memory(what, nbytes, fix, limit=None):
     if nbytes > limit:
         raise UsageError(f"{what} would need about {readable(nbytes)}, over the limit of {readable(limit)} "
                          f"(half this machine's memory): {fix}")
+
+
+def check_model_memory(kind, config, itemsize, path):
+    """The model a saved file describes (`config`: its constructor's arguments), estimated by its class's
+    parameter_count before it is built: drawn in float64 on the host, then copied to `itemsize` bytes."""
+    def size(key, default):
+        value = config.get(key, default)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UsageError(f"{path}: '{key}' in its model description should be a whole number >= 0, "
+                             f"got {value!r:.40}: the file is damaged or was edited")
+        return value
+    vocab = size("vocab_size", 1)
+    shape = SimpleNamespace(width=size("width", 0) or size("dim", vocab), layers=size("layers", 0),
+                            heads=size("heads", 1), tied=bool(config.get("tied")), batch_size=1)
+    params = Model.registry[kind].parameter_count(shape, vocab, size("max_len", 1))
+    check_memory(f"{path}: the {kind} model it describes ({params:.3g} parameters)", (8 + itemsize) * params,
+                 "the file is damaged, or was saved on a larger machine")
 
 
 # --------------------------------------------------------------------------- a whole run

@@ -2,11 +2,14 @@
 
 A checkpoint may be damaged or edited by hand: every value is checked for its
 type, range and consistency (``step = epoch x steps per epoch + batch``), and
-an ``.npz`` file's member headers (name, shape, dtype, size) are read and
-checked before a single array is loaded, so a header claiming 400 GB costs
-nothing. Each failure is a one-line UsageError naming the file and the field.
+an ``.npz`` file's zip headers (not encrypted, stored or deflated, sizes
+the file can hold: deflate inflates at most 1032 times) and its array headers
+(name, shape, dtype, size) are read and checked before a single array is
+loaded, and a member no one asked for is never decompressed, so a header
+claiming 400 GB costs nothing. Each failure is a one-line UsageError naming the file and the field.
 """
 import math
+import os
 import zipfile
 
 import numpy as np
@@ -16,6 +19,7 @@ from .limits import MEMORY_LIMIT
 
 MAX_EPOCHS = 10 ** 6          # as RunConfig's --epochs: far beyond any run of this package
 DAMAGED = "the file is damaged or was edited"
+MAX_DEFLATE_RATIO = 1032      # deflate's limit: no member inflates to more than 1032 times its compressed size
 
 # field -> (type, description) of a state.json; the nested ones are checked below
 FIELDS = {"kind": (str, "a string"), "dtype": (str, "a string"), "config": (dict, "an object"),
@@ -90,31 +94,59 @@ def check_rng(state, where):
         raise UsageError(f"{where} is not a PCG64 generator state: {DAMAGED}") from None
 
 
-def read_npz(path, expected=None):
-    """{name: array} of an .npz file, its headers checked first.
+def read_npz(path, expected=None, only=None, allowed=None):
+    """{name: array} of an .npz file, its zip and array headers checked first.
 
     expected: {name: (shape, dtype kind)}; then exactly these members, with these
     shapes, must be there. Without it, any members of plain (non-object) dtypes.
+    only: the names to read (the others are never decompressed); default all.
+    allowed(name): whether a member may be in the file at all (default: any, or the expected ones).
     """
     try:
+        archive = os.path.getsize(path)
         with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+            for info in infos:
+                _check_zip_member(info, archive, path)
+            if sum(info.compress_size for info in infos) > archive:
+                raise UsageError(f"{path}: its members claim more bytes than the file holds: {DAMAGED}")
+            allowed = allowed or (expected.__contains__ if expected is not None else lambda name: True)
+            extra = sorted(info.filename[:-4] for info in infos if not allowed(info.filename[:-4]))
+            if extra:                                   # refused by name: never decompressed
+                raise UsageError(f"{path} has unexpected {', '.join(extra[:3])}{' ...' if len(extra) > 3 else ''}: "
+                                 f"{DAMAGED}")
             headers = {}
-            for info in z.infolist():
-                with z.open(info) as f:
-                    headers[info.filename[:-4]] = _npy_header(f, info, path)
-            names = set(headers)
+            for info in infos:
+                if only is None or info.filename[:-4] in only:
+                    with z.open(info) as f:
+                        headers[info.filename[:-4]] = _npy_header(f, info, path)
             if expected is not None:
                 _check_members(headers, expected, path)
-            if sum(h[0] for h in headers.values()) > MEMORY_LIMIT:
-                raise UsageError(f"{path} holds {readable(sum(h[0] for h in headers.values()))} of arrays, over "
+            names = set(headers)
+            if sum(headers[k][0] for k in names) > MEMORY_LIMIT:
+                raise UsageError(f"{path} holds {readable(sum(headers[k][0] for k in names))} of arrays, over "
                                  f"the limit of {readable(MEMORY_LIMIT)}: {DAMAGED}")
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in names}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as e:
         if isinstance(e, UsageError):
             raise
         raise UsageError(f"{path} is not a readable minirev file ({type(e).__name__}); "
                          "it may be truncated or corrupted") from None
+
+
+def _check_zip_member(info, archive, path):
+    """From the zip header alone: not encrypted, stored or deflated (what NumPy writes), sizes possible."""
+    name = f"member {info.filename[:60]!r}"
+    if info.flag_bits & 0x1:
+        raise UsageError(f"{path}: {name} is encrypted; minirev files never are: {DAMAGED}")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise UsageError(f"{path}: {name} uses compression method {info.compress_type}; minirev reads stored "
+                         f"or deflated members (what NumPy writes): {DAMAGED}")
+    ratio = 1 if info.compress_type == zipfile.ZIP_STORED else MAX_DEFLATE_RATIO
+    if info.compress_size > archive or info.file_size > ratio * info.compress_size + 64:
+        raise UsageError(f"{path}: {name} claims {readable(info.file_size)} from {readable(info.compress_size)} "
+                         f"{'stored' if ratio == 1 else 'deflated'} in a file of {readable(archive)}: {DAMAGED}")
 
 
 def _npy_header(f, info, path):
@@ -135,12 +167,11 @@ def _npy_header(f, info, path):
 
 def _check_members(headers, expected, path):
     missing = sorted(set(expected) - set(headers))
-    extra = sorted(set(headers) - set(expected))
-    if missing or extra:
-        what = f"lacks {', '.join(missing[:3])}" if missing else f"has unexpected {', '.join(extra[:3])}"
-        raise UsageError(f"{path} {what}{' ...' if len(missing or extra) > 3 else ''}: {DAMAGED}")
+    if missing:
+        raise UsageError(f"{path} lacks {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}: {DAMAGED}")
     for name, (shape, kind) in expected.items():
         _, got_shape, dtype = headers[name]
         if tuple(got_shape) != tuple(shape) or dtype.kind != kind:
-            raise UsageError(f"{path}: {name} should be floats of shape {tuple(shape)}, found {dtype} "
+            what = "text" if kind == "U" else "floats"
+            raise UsageError(f"{path}: {name} should be {what} of shape {tuple(shape)}, found {dtype} "
                              f"{tuple(got_shape)}: {DAMAGED}")
