@@ -124,10 +124,6 @@ class AdamW(Optimizer):
         super().__init__(lr, lrs)
         if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0):
             raise UsageError(f"weight decay must be a finite number >= 0, got {weight_decay!r}: try --weight-decay 0.01")
-        fastest = max([self.lr, *self.lrs.values()])
-        if fastest * weight_decay >= 1:             # the decoupled decay multiplies theta by 1 - lr x decay
-            raise UsageError(f"adamw: lr x weight decay = {fastest * weight_decay:g} >= 1 would zero or flip the "
-                             f"weights at every step; use a weight decay below 1 / lr = {1 / fastest:g}")
         if not (isinstance(betas, (tuple, list)) and len(betas) == 2
                 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)):
             raise UsageError(f"AdamW: betas must be two numbers in [0, 1), got {betas!r}: e.g. (0.9, 0.999)")
