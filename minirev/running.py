@@ -234,6 +234,11 @@ def check_run(cfg):
     """What can be refused before any work: sizes, seeds, and a --save over another run's checkpoint."""
     check_seed(cfg.seed, cfg.seeds)
     check_run_memory(cfg)
+    fastest = max(cfg.lr, cfg.lr_z or 0)
+    if cfg.optimizer == "adamw" and "weight_decay" in cfg.given() and fastest * cfg.weight_decay >= 1:
+        raise UsageError(f"--weight-decay {cfg.weight_decay:g} with --lr {fastest:g}: AdamW multiplies every weight by "
+                         f"1 - lr x weight decay = {1 - fastest * cfg.weight_decay:g} at each step, which zeroes or "
+                         f"flips them and diverges; use a weight decay below 1 / lr = {1 / fastest:g}")
     if cfg.save_every and not (cfg.save or cfg.resume):
         raise UsageError("--save-every saves checkpoints, but no folder was given: add --save DIR")
     check_folders(cfg.save, cfg.resume, cfg.overwrite)

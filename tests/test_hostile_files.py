@@ -399,7 +399,7 @@ API = [  # (id, what to do, message)
     ("load_model(bytes)", lambda p: load_model(b"m.npz"), "load_model's path takes a path (a string), got bytes"),
     ("run_experiment out=123", lambda p: run_experiment(SMALL, out=123), "out takes a function of the printed lines"),
     ("AdamW decay past 1 / lr", lambda p: run_experiment(SMALL.replace(weight_decay=1e3), out=None),
-     "adamw: lr x weight decay = 10 >= 1 would zero or flip the weights"),
+     "--weight-decay 1000 with --lr 0.01: AdamW multiplies every weight by 1 - lr x weight decay = -9"),
 ]
 
 
