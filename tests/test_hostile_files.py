@@ -9,6 +9,8 @@ import os
 import re
 import stat
 import struct
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -25,6 +27,7 @@ from minirev.machinery.checkpoint import RunFolder, load_model, save_model
 from minirev.machinery.lock import FileLock, NotALock
 from minirev.running import run_experiment
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--vocab", "40", "--layers", "1", "--width", "16", "--heads", "2", "--epochs", "1"]
 SMALL = RunConfig(layers=1, width=16, heads=2, batch_size=4, vocab=40, seed=3, eval_every=2, epochs=2)
 BILINEAR = ["bilinear", "--dims", "4", "--vocab", "20", "--pairs", "5", "--held-out", "2", "--steps", "3"]
@@ -148,6 +151,39 @@ def test_a_lock_minirev_left_is_taken_over_and_a_foreign_one_never_touched(tmp_p
     with pytest.raises(NotALock, match="did not write"):
         FileLock(path).acquire()
     assert open(path).read() == "123\n", "a .lock minirev did not write must stay as it was"
+
+
+def test_a_hard_linked_lock_is_refused_on_resume_and_the_linked_file_kept(tmp_path):
+    run_experiment(SMALL.replace(epochs=1, save=str(tmp_path / "ck")), out=None)
+    (tmp_path / "thesis.txt").write_text("three years of work\n")
+    os.link(tmp_path / "thesis.txt", tmp_path / "ck" / ".lock")
+    before = snapshot(tmp_path)
+    with pytest.raises(RunError, match="its .lock is a file with 2 names .a hard link"):
+        run_experiment(SMALL.replace(resume=str(tmp_path / "ck")), out=None)
+    assert changes(before, snapshot(tmp_path)) == [], f"the refused resume changed {changes(before, snapshot(tmp_path))}"
+
+
+def test_without_hard_links_the_lock_is_made_in_place(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")   # as on a file system without hard links
+    monkeypatch.setattr(os, "link", no_links)
+    path = str(tmp_path / ".lock")
+    lock = FileLock(path).acquire()
+    assert open(path).read() == f"minirev lock, process {os.getpid()}\n" and os.listdir(tmp_path) == [".lock"], (
+        f"the lock file should hold minirev's line and leave no temporary: {os.listdir(tmp_path)}")
+    lock.release()
+    assert os.listdir(tmp_path) == [], f"a released lock leaves nothing: {os.listdir(tmp_path)}"
+
+
+def test_a_name_the_locale_cannot_write_is_refused_in_one_line(tmp_path):
+    """Under LC_ALL=C without Python's UTF-8 mode, a non-ASCII argument arrives as undecodable bytes."""
+    env = dict(os.environ, LC_ALL="C", PYTHONUTF8="0", PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-m", "minirev.demo", "reversal", *TINY, "--out", "fig\u00e9"],
+                          cwd=tmp_path, env=env, capture_output=True)
+    err = proc.stderr.decode(errors="replace").strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1 and "--out 'fig\\udcc3\\udca9': the path is not valid" in err[0], (
+        f"want exit 2 and one line naming --out; got exit {proc.returncode}, stderr {err}")
+    assert os.listdir(tmp_path) == [], f"the refused run created {os.listdir(tmp_path)}"
 
 
 # ---- save_model onto what is not a plain file ------------------------------------------------------
