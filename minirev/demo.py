@@ -225,6 +225,15 @@ def dispatch(args):
     return commands.experiment(RunConfig(experiment=args.command, **given), args.out, args.json)
 
 
+def where_failed(e):
+    """What an OSError without a file name was about, where that can be told: a deleted working folder."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return "the working folder no longer exists (deleted?): cd into a folder that does"
+    return ""
+
+
 def main(argv=None):
     if sys.stdout is None:          # started with stdout closed (>&-): the lines go nowhere, the files still
         sys.stdout = open(os.devnull, "w")
@@ -238,7 +247,7 @@ def main(argv=None):
         print(f"minirev: error: {e}", file=sys.stderr)
         return e.exit_code
     except OSError as e:
-        print(f"minirev: error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
+        print(f"minirev: error: {e.strerror or e}: {e.filename or where_failed(e)}".rstrip(": "), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nminirev: interrupted", file=sys.stderr)

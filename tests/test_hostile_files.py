@@ -444,3 +444,10 @@ def test_the_api_refuses_a_bad_path_or_setting_in_one_line(action, message, tmp_
     with pytest.raises(UsageError, match=re.escape(message)) as info:
         action(tmp_path)
     assert "\n" not in str(info.value), f"the exception should be one line, got:\n{info.value}"
+
+
+def test_a_deleted_working_folder_is_named(tmp_path, monkeypatch, capsys):
+    (tmp_path / "gone").mkdir()
+    monkeypatch.chdir(tmp_path / "gone")
+    os.rmdir(tmp_path / "gone")
+    refused(capsys, ["reversal", *TINY], 1, "No such file or directory: the working folder no longer exists")
