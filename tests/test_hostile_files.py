@@ -160,7 +160,8 @@ def test_a_hard_linked_lock_is_refused_on_resume_and_the_linked_file_kept(tmp_pa
     before = snapshot(tmp_path)
     with pytest.raises(RunError, match="its .lock is a file with 2 names .a hard link"):
         run_experiment(SMALL.replace(resume=str(tmp_path / "ck")), out=None)
-    assert changes(before, snapshot(tmp_path)) == [], f"the refused resume changed {changes(before, snapshot(tmp_path))}"
+    assert changes(before, snapshot(tmp_path)) == [], (
+        f"the refused resume changed {changes(before, snapshot(tmp_path))}")
 
 
 def test_without_hard_links_the_lock_is_made_in_place(tmp_path, monkeypatch):
@@ -366,7 +367,8 @@ def test_a_checkpoint_folder_swapped_for_a_link_mid_run_leaves_the_other_run_alo
     monkeypatch.setattr(RunFolder, "save", save_then_swap)
     with pytest.raises(RunError, match="was replaced during the run .now a link."):
         run_experiment(SMALL.replace(save=str(tmp_path / "ck"), save_every=1), out=None)
-    assert changes(before, snapshot(other)) == [], f"the other run's checkpoint changed: {changes(before, snapshot(other))}"
+    assert changes(before, snapshot(other)) == [], (
+        f"the other run's checkpoint changed: {changes(before, snapshot(other))}")
 
 
 # ---- the order: locked before the data is built ------------------------------------------------------

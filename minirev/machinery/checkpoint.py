@@ -17,8 +17,9 @@ holder a second run names in its refusal: lock.FileLock, which works without
 fcntl too, and never touches a ``.lock`` it did not make), taken before the
 data is built; the folder, opened once, written by descriptor; and it deletes
 only the files a minirev run writes there (``arrays-<digits>.npz`` and its own
-temporaries), never anything else in the folder. Everything read back is checked (types, ranges, shapes, sizes) before
-it is used: a damaged or edited checkpoint is refused with one line.
+temporaries), never anything else in the folder. Everything read back is
+checked (types, ranges, shapes, sizes) before it is used: a damaged or edited
+checkpoint is refused with one line.
 """
 import hashlib
 import json
@@ -161,9 +162,10 @@ class RunFolder:
                     if TMP_NAME.match(name) and not what_is_wrong(self.dir.lstat(name)):
                         self.dir.remove(name)
                 if self.fresh and "state.json" in self.dir.names():
-                    raise UsageError(f"--save {self.folder} now holds {_describe(os.path.join(self.folder, 'state.json'))}"
-                                     ", saved by another run since this one was checked: continue it with --resume "
-                                     f"{self.folder}, or pass --overwrite to replace it")
+                    found = _describe(os.path.join(self.folder, "state.json"))
+                    raise UsageError(f"--save {self.folder} now holds {found}, saved by another run since this one "
+                                     f"was checked: continue it with --resume {self.folder}, or pass --overwrite "
+                                     "to replace it")
             except BaseException:
                 self.lock.release()
                 raise
