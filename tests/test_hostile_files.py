@@ -109,6 +109,8 @@ BAD = [  # (id, setup, extra arguments, exit status, words of the one line)
     ("a .lock hard-linked to the user's file", lock_hard_link, ["--save", "ck"], 1, "a hard link"),
     ("a .lock that is a symbolic link", lock_symlink, ["--save", "ck"], 1, "its .lock is a symbolic link"),
     ("a .lock that is a folder", lock_folder, ["--save", "ck"], 1, "its .lock is a folder"),
+    ("a .lock that is a FIFO", lambda t: (t / "ck").mkdir() or os.mkfifo(t / "ck" / ".lock"), ["--save", "ck"], 1,
+     "its .lock is a device or other special file"),
     ("a figure's path a symbolic link", figure_link, [], 2, "reversal_nll.png there is a link"),
     ("a figure's path read-only", figure_read_only, [], 2, "reversal_nll.png there is read-only (mode 444)"),
     ("a figure's path a folder", figure_folder, [], 2, "reversal_nll.png there is a folder"),

@@ -249,6 +249,8 @@ def check_folders(save, resume, overwrite=False):
 
 
 def _describe(path):
+    if not os.path.isfile(path):
+        return "a state.json"
     try:
         with open(path) as f:
             state = json.load(f)

@@ -35,6 +35,7 @@ try:
 except ImportError:
     msvcrt = None
 
+NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 HOLDER = re.compile(r"minirev lock, process ([0-9]{1,10})\n\Z")
 
 
@@ -75,7 +76,7 @@ class FileLock:
             if self.fd is not None:
                 break
             try:
-                fd = open_no_link(self.path, os.O_RDONLY)
+                fd = open_no_link(self.path, os.O_RDONLY | NONBLOCK)    # (a FIFO there must not block)
             except FileNotFoundError:
                 continue                                 # released meanwhile: make it
             except OSError as e:
