@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from minirev import demo, running
+from minirev import commands, demo, running
 from minirev.bilinear import Bilinear
 from minirev.config import RunConfig
 from minirev.errors import RunError, UsageError
@@ -344,6 +344,24 @@ def test_the_figures_folder_swapped_for_a_link_while_drawing_writes_nothing(tmp_
     assert os.listdir("figs.old") == [] and not os.path.exists("r.json"), (
         f"nothing is renamed into place: figs.old holds {os.listdir('figs.old')}, r.json exists "
         f"{os.path.exists('r.json')}")
+
+
+def test_the_figures_folder_swapped_for_a_link_while_training_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "figs").mkdir()
+    (tmp_path / "victim").mkdir()
+    (tmp_path / "victim" / "bilinear.png").write_text("the victim's figure")
+    real = commands.bilinear_sweep
+
+    def train_then_swap(*args):
+        found = real(*args)
+        os.rename("figs", "figs.old")
+        os.symlink(tmp_path / "victim", "figs")
+        return found
+    monkeypatch.setattr(commands, "bilinear_sweep", train_then_swap)
+    before = snapshot(tmp_path / "victim")
+    refused(capsys, [*BILINEAR, "--out", "figs"], 1, "was replaced during the run (now a link)")
+    assert changes(before, snapshot(tmp_path / "victim")) == [], "the folder the link points to was written"
 
 
 def test_json_made_a_folder_while_drawing_leaves_no_figure(tmp_path, monkeypatch, capsys):
