@@ -49,6 +49,14 @@ def notebook_bar():
     return tqdm
 
 
+def in_kernel():
+    """Whether this process is a Jupyter kernel's (IPython's shell there has a kernel): a script that
+    merely imported ipykernel or IPython is not one."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "kernel", None) is not None
+
+
 def output_mode(out):
     """Where the progress goes: "terminal" (one line, rewritten in place), "notebook" (a tqdm bar, in a
     Jupyter kernel with tqdm installed), "lines" (plain lines, now and then), or None (out=None: quiet)."""
@@ -57,7 +65,7 @@ def output_mode(out):
     if out is print and sys.stdout is not None:
         if sys.stdout.isatty():
             return "terminal"
-        if "ipykernel" in sys.modules and notebook_bar() is not None:
+        if in_kernel() and notebook_bar() is not None:
             return "notebook"
     return "lines"
 

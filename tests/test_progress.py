@@ -229,7 +229,9 @@ def test_a_notebook_with_tqdm_gets_its_bar_and_without_tqdm_the_lines(monkeypatc
     tqdm = types.ModuleType("tqdm")
     tqdm.auto = types.ModuleType("tqdm.auto")
     tqdm.auto.tqdm = Bar
-    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    ipython = types.ModuleType("IPython")                          # a Jupyter kernel's shell has a kernel
+    ipython.get_ipython = lambda: types.SimpleNamespace(kernel=object())
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
     monkeypatch.setitem(sys.modules, "tqdm", tqdm)
     monkeypatch.setitem(sys.modules, "tqdm.auto", tqdm.auto)
     drive(Progress(print, 10, [0]), [0], 10, clock)
@@ -238,6 +240,11 @@ def test_a_notebook_with_tqdm_gets_its_bar_and_without_tqdm_the_lines(monkeypatc
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)              # tqdm not installed: import fails
     drive(Progress(print, 10, [0], label="unseen"), [0], 10, clock)
     assert "epoch 10/10  train" in capsys.readouterr().out and len(bars) == 1
+    monkeypatch.setitem(sys.modules, "tqdm.auto", tqdm.auto)
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    ipython.get_ipython = lambda: None                              # ipykernel imported, but no kernel runs
+    drive(Progress(print, 10, [0], label="unseen"), [0], 10, clock)
+    assert "epoch 10/10  train" in capsys.readouterr().out and len(bars) == 1, "a script is not a notebook"
 
 
 # ---- exits and resumes ----------------------------------------------------------------------------
