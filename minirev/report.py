@@ -50,10 +50,8 @@ def notebook_bar():
 
 
 def in_kernel():
-    """Whether this process is a Jupyter kernel's (IPython's shell there has a kernel): a script that
-    merely imported ipykernel or IPython is not one."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
+    """Whether a Jupyter kernel runs here (its IPython shell has a kernel; importing ipykernel is not enough)."""
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
     return getattr(shell, "kernel", None) is not None
 
 
