@@ -18,14 +18,19 @@
 # Y/Z form. `docs/paper.md`, §3 ("Model 2"), explains both in plain words.
 
 # %%
+# In Colab this first installs minirev (the repository is set once in lessons/colab.py);
+# elsewhere: pip install -e ".[lessons]" in the repository (lessons/README.md).
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
-if not os.path.isfile(os.path.join(HERE, "exercise.py")):  # a kernel started in the repository root
-    HERE = os.path.join(HERE, "lessons")
-sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, lesson, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "minirev @ git+https://github.com/OWNER/minirev"], check=True)
+try:
+    from minirev.lessons import FAST, check, check_prediction, lesson, save_figure  # (first: it also asks for one BLAS thread)
+except ModuleNotFoundError as error:
+    raise SystemExit(f"{error}: install the package first: pip install -e \".[lessons]\" in the repository") from None
 
 import math  # noqa: E402
 import time  # noqa: E402
@@ -376,7 +381,7 @@ held_p = p_answer(backward[held])
 observed = int(np.sign(np.round(np.log(held_p.mean() * M))))           # +1, 0, -1 at the scale of a factor e
 print(f"held-out p(A | B <-): mean {held_p.mean():.2e}, 1/M = {1 / M:.2e}; each of the 30 "
       f"{'above' if (held_p > 1 / M).all() else 'below' if (held_p < 1 / M).all() else 'on both sides of'} 1/M")
-check("held-out answer vs the uniform guess", predicted_heldout_vs_uniform, observed)
+check_prediction("held-out answer vs the uniform guess", predicted_heldout_vs_uniform, observed)
 
 # %% [markdown]
 # ## 6. Who moved what: the trace of the first two steps

@@ -24,14 +24,19 @@
 # it answers).
 
 # %%
+# In Colab this first installs minirev (the repository is set once in lessons/colab.py);
+# elsewhere: pip install -e ".[lessons]" in the repository (lessons/README.md).
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
-if not os.path.isfile(os.path.join(HERE, "exercise.py")):  # a kernel started in the repository root
-    HERE = os.path.join(HERE, "lessons")
-sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, lesson, save_figure, summary_figure  # noqa: E402  (first: it also asks for one BLAS thread)
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "minirev @ git+https://github.com/OWNER/minirev"], check=True)
+try:
+    from minirev.lessons import FAST, check, check_prediction, lesson, save_figure, summary_figure  # (first: it also asks for one BLAS thread)
+except ModuleNotFoundError as error:
+    raise SystemExit(f"{error}: install the package first: pip install -e \".[lessons]\" in the repository") from None
 
 import math  # noqa: E402
 
@@ -269,7 +274,7 @@ for name, rows in per_seed.items():
           f" {np.mean(best):>13.0f}% [{min(best):4.0f}%, {max(best):4.0f}%] {100 * max(r['acc'] for r in rows):>14.1f}%")
     summary[f"(b) {name}"] = dict(unseen=float(np.mean(nll)), log_v=LOG_V)
 leaks = [int(np.mean([r["diag"] for r in per_seed[v]]) > 3 * chance) for v in VARIANTS]
-check("which variants leak", predicted_leaks, leaks)
+check_prediction("which variants leak", predicted_leaks, leaks, labels=VARIANTS)
 for v in VARIANTS:
     rows = per_seed[v]
     above = all(r["unseen"] > LOG_V for r in rows)
