@@ -38,6 +38,8 @@ try:
 except ModuleNotFoundError as error:
     raise SystemExit(f"{error}: install the package first: pip install -e \".[lessons]\" in the repository") from None
 
+import copy  # noqa: E402
+
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
@@ -244,16 +246,19 @@ predicted = {}
 for a, b in ((held_x, held_y), (held_y, held_x)):
     terms = -lr * (ux @ U[a]) * (g @ U[b])                        # (B,) one term per sentence
     predicted[(a, b)] = (model.effective_weight(a, b), terms.sum())
-SGD(lr).step(model.params, grads)
+stepped = copy.deepcopy(model)                                    # a copy: the exercises above keep their model
+SGD(lr).step(stepped.params, grads)
 for (a, b), (before, change) in predicted.items():
-    after = model.effective_weight(a, b)
+    after = stepped.effective_weight(a, b)
     print(f"W({a}->{b}): {before:+.6f} -> {after:+.6f}   change {after - before:+.3e}   "
           f"formula {change:+.3e}")
 
 # %% [markdown]
-# The formula predicts the step exactly. Note that both weights moved here:
+# The formula predicts the step exactly. Note that both weights moved here,
+# by different amounts and not in the same direction (the two lines above):
 # Theta was random and the embeddings Gaussian, so every <u_a, u_{x_i}> is
-# nonzero. Lesson 3 starts Theta at 0, as in training, and asks how big the
+# nonzero, and one step from a random start moves the reverse weight as
+# readily as the forward one; nothing yet singles out the trained direction. Lesson 3 starts Theta at 0, as in training, and asks how big the
 # reverse terms are, for one-hot and for Gaussian embeddings.
 
 # %% [markdown]

@@ -103,7 +103,7 @@ dw_right = embedding_backward(dout, embedding_forward(np, tokens, w)[1])   # (V,
 row3 = dout[0, 0] + dout[0, 2] + dout[1, 1]                        # the three positions that read token 3
 print(f"step 1: row 3 of dw as a sum of three gradients vs the package: max |diff| = "
       f"{np.abs(row3 - dw_right[3]).max():.1e}")
-check_layer(embedding_forward, embedding_backward, dict(tokens=tokens, w=w), wrt=["w"],
+_ = check_layer(embedding_forward, embedding_backward, dict(tokens=tokens, w=w), wrt=["w"],
             title="token embedding: out = w[tokens]  (the package, against autograd)")
 
 # %% [markdown]
@@ -122,7 +122,8 @@ def my_embedding_backward(dout, tokens, vocab_size):
     raise NotImplementedError("exercise: scatter-add each position's gradient into its token's row")
 
 
-check("embedding backward", my_embedding_backward, dw_right, args=(dout, tokens, V))
+check("embedding backward", my_embedding_backward, embedding_backward(dout, embedding_forward(np, tokens, w)[1]),
+      args=(dout, tokens, V))                                        # expected from the same inputs, here
 
 # %% [markdown]
 # The classic trap: `dw[tokens] += dout` looks right, and is wrong with
@@ -139,7 +140,7 @@ for tok in (3, 5, 7):
     uses = int((tokens == tok).sum())
     lost = np.abs(dw_right[tok] - dw_wrong[tok]).max()
     print(f"token {tok}: used {uses}x; max |right - (+= by index)| on its row = {lost:.3f}")
-check_layer(position_embedding_forward, position_embedding_backward,
+_ = check_layer(position_embedding_forward, position_embedding_backward,
             dict(x=rng.standard_normal((B, T, C)), wpe=rng.standard_normal((6, C))), wrt=["x", "wpe"],
             title="learned positions: out = x + wpe[:T]  (rows T.. of the table get no gradient)")
 
@@ -173,7 +174,7 @@ xh1 = xhat_of(x1)
 J = r1 * (np.eye(C) - 1 / C - np.outer(xh1, xh1) / C)              # J[i, j] = d xhat_j / d x_i (symmetric)
 J_numeric = np.stack([(xhat_of(x1 + 1e-6 * e) - xhat_of(x1 - 1e-6 * e)) / 2e-6 for e in np.eye(C)])
 print(f"step 1: d xhat / d x, formula vs finite differences: max |diff| = {np.abs(J - J_numeric).max():.1e}")
-check_layer(layernorm_forward, layernorm_backward, dict(x=x, g=g, b=b), wrt=["x", "g", "b"],
+_ = check_layer(layernorm_forward, layernorm_backward, dict(x=x, g=g, b=b), wrt=["x", "g", "b"],
             title="LayerNorm: out = g * (x - mean) / std + b  (the package, against autograd)")
 
 # %% [markdown]
@@ -188,9 +189,9 @@ def my_layernorm_dx(dout, x, g, eps=1e-5):
     raise NotImplementedError("exercise: recompute xhat and r, then dx from the Jacobian above")
 
 
-dout = rng.standard_normal((B, T, C))
-dx_package, _, _ = layernorm_backward(dout, layernorm_forward(np, x, g, b)[1])
-check("layernorm dx", my_layernorm_dx, dx_package, args=(dout, x, g))
+dout_ln = rng.standard_normal((B, T, C))                           # its own name: exercise A's dout stays
+dx_package, _, _ = layernorm_backward(dout_ln, layernorm_forward(np, x, g, b)[1])
+check("layernorm dx", my_layernorm_dx, dx_package, args=(dout_ln, x, g))
 
 # %% [markdown]
 # Read the answer (the package's `layernorm_backward` is the reference):
@@ -211,10 +212,10 @@ check("layernorm dx", my_layernorm_dx, dx_package, args=(dout, x, g))
 # `out'(x) = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx` with `t = tanh(u)`.
 
 # %%
-check_layer(linear_forward, linear_backward,
+_ = check_layer(linear_forward, linear_backward,
             dict(x=rng.standard_normal((B, T, C)), w=rng.standard_normal((C, 4 * C)), b=rng.standard_normal(4 * C)),
             wrt=["x", "w", "b"], title="linear: out = x @ w + b")
-check_layer(gelu_forward, gelu_backward, dict(x=rng.standard_normal((B, T, 4 * C)) * 2), wrt=["x"],
+_ = check_layer(gelu_forward, gelu_backward, dict(x=rng.standard_normal((B, T, 4 * C)) * 2), wrt=["x"],
             title="GELU (tanh form)")
 
 # %% [markdown]
@@ -254,9 +255,9 @@ block_inputs = dict(x=rng.standard_normal((B, T, C)), g=1 + 0.1 * rng.standard_n
                     b_fc=0.1 * rng.standard_normal(4 * C), w_proj=0.3 * rng.standard_normal((4 * C, C)),
                     b_proj=0.1 * rng.standard_normal(C))
 block_wrt = ["x", "g", "b", "w_fc", "b_fc", "w_proj", "b_proj"]
-check_layer(mlp_block_forward, mlp_block_backward, block_inputs, wrt=block_wrt,
+_ = check_layer(mlp_block_forward, mlp_block_backward, block_inputs, wrt=block_wrt,
             title="pre-LN MLP block: x + mlp(ln(x))")
-check_layer(mlp_block_forward, lambda d, c: mlp_block_backward(d, c, forget_skip=True), block_inputs,
+_ = check_layer(mlp_block_forward, lambda d, c: mlp_block_backward(d, c, forget_skip=True), block_inputs,
             wrt=block_wrt, title="the same block, with the skip path's gradient FORGOTTEN (expect FAIL on x)")
 
 # %% [markdown]
@@ -336,7 +337,7 @@ for i, name in enumerate(("dq", "dk", "dv")):
 attn_inputs = dict(x=rng.standard_normal((B, T, C)), w_qkv=0.5 * rng.standard_normal((C, 3 * C)),
                    b_qkv=0.1 * rng.standard_normal(3 * C), w_proj=0.5 * rng.standard_normal((C, C)),
                    b_proj=0.1 * rng.standard_normal(C), n_head=H)
-check_layer(attention_forward, attention_backward, attn_inputs,
+_ = check_layer(attention_forward, attention_backward, attn_inputs,
             wrt=["x", "w_qkv", "b_qkv", "w_proj", "b_proj"], title=f"causal self-attention, {H} heads")
 
 # %% [markdown]
@@ -389,12 +390,12 @@ def tiny_lm_backward(dlogits, cache, input_use_only=False):  # -> dwte, dg, db
 
 lm_inputs = dict(tokens=tokens, wte=rng.standard_normal((V, C)), g=1 + 0.1 * rng.standard_normal(C),
                  b=0.1 * rng.standard_normal(C))
-check_layer(unembedding_forward, unembedding_backward,
+_ = check_layer(unembedding_forward, unembedding_backward,
             dict(x=rng.standard_normal((B * T, C)), w=rng.standard_normal((V, C))), wrt=["x", "w"],
             title="tied output layer alone: logits = h @ wte.T")
-check_layer(tiny_lm_forward, tiny_lm_backward, lm_inputs, wrt=["wte", "g", "b"],
+_ = check_layer(tiny_lm_forward, tiny_lm_backward, lm_inputs, wrt=["wte", "g", "b"],
             title="embed -> LayerNorm -> unembed, wte used twice")
-check_layer(tiny_lm_forward, lambda d, c: tiny_lm_backward(d, c, input_use_only=True), lm_inputs,
+_ = check_layer(tiny_lm_forward, lambda d, c: tiny_lm_backward(d, c, input_use_only=True), lm_inputs,
             wrt=["wte", "g", "b"], title="the same, keeping only the input use of wte (expect FAIL on wte)")
 
 # %% [markdown]
