@@ -54,7 +54,9 @@ print(f"{'fast' if FAST else 'full'} mode: {EPOCHS} epochs; figures go to {OUT}"
 # The paper's generator (seed 1234, reproduced draw for draw by
 # `reversal_data`): 800 entity tokens (ids 2..801) plus two relation tokens,
 # `->` (id 0) and `<-` (id 1), so the model's vocabulary has |V| = 802
-# tokens. Two disjoint alphabets of 200 tokens each give 200 pairs (x, y).
+# tokens. Two disjoint alphabets of 200 tokens each give 200 pairs (x, y),
+# so only 400 of the 800 entity tokens ever appear in a sentence: the other
+# 400 are in the vocabulary (the paper's generator reserves them) but unused.
 # Each pair is one fact, which can be written two ways:
 #
 # * forward: `[x -> y]`  ("x is the parent of y")

@@ -118,9 +118,10 @@ dlogits = cross_entropy_backward(1.0, ce_cache)         # (B, m) the package's a
 check("dlogits", my_dlogits, dlogits, args=(p, y))
 
 # %% [markdown]
-# The answer: `dlogits = (p - onehot(y)) / B`. Read it: the right answer is
-# pulled up by 1 - p, every other token pushed down by its own probability,
-# and each sentence counts 1/B.
+# Once your check says OK (or after a real try), compare with the solution,
+# `my_dlogits` in `minirev/lessons/solutions/02_bilinear_by_hand.py`. Read
+# your formula: the right answer is pulled up by 1 - p, every other token is
+# pushed down by its own probability, and each sentence counts 1/B.
 
 # %% [markdown]
 # ## 4. Backward, step 2: the gradient of Theta

@@ -241,7 +241,9 @@ check("l2-normalisation backward", my_l2norm_backward, dc_autograd, args=(df_tes
 # %% [markdown]
 # The check compares with autograd, which differentiates the "fake loss"
 # `sum(f(c) * df)`: its gradient with respect to c is exactly the dc we
-# want, whatever df is (llm.c's trick). The package's version is
+# want, whatever df is (llm.c's trick: llm.c is Andrej Karpathy's GPT-2
+# training in plain C, https://github.com/karpathy/llm.c, whose LayerNorm
+# tutorial checks each hand-written backward this way). The package's version is
 # `minirev.layers.l2norm_backward`; the model uses that one.
 #
 # ### Exercise B: the softmax backward
@@ -387,7 +389,9 @@ check_prediction("held-out answer vs the uniform guess", predicted_heldout_vs_un
 # ## 6. Who moved what: the trace of the first two steps
 #
 # Read each block: the watched quantity, its change, the sum of the
-# sentences' terms (equal to the change: the Y terms are exact), and the
+# sentences' terms (equal to the change up to float32 rounding: the printed
+# residual, of the order of 1e-7; in exact arithmetic the Y terms add up to
+# the change exactly), and the
 # largest terms with the sentence that made them.
 
 # %%

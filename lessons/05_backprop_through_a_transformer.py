@@ -19,7 +19,9 @@
 # settings as the public code runs them); this lesson builds that network's
 # backward pass, layer by layer.
 #
-# The pattern (cs231n's `layers.py`): every operation is a pair
+# The pattern (cs231n's `layers.py`; cs231n is Stanford's course on neural
+# networks for vision, https://cs231n.github.io, whose assignments write each
+# layer as a forward/backward pair in NumPy): every operation is a pair
 #
 #     out, cache = <op>_forward(xp, inputs..., params...)
 #     d<inputs>..., d<params>... = <op>_backward(dout, cache)
@@ -419,7 +421,9 @@ _ = check_layer(tiny_lm_forward, lambda d, c: tiny_lm_backward(d, c, input_use_o
 # two-token entities (so the loss covers two answer positions), and dropout
 # is on (both passes draw the same masks from one seed). Two GPTs: absolute
 # positions with the default untied output layer, and rotary positions
-# with the tied one.
+# (RoPE: no position table; each query and key is rotated by an angle that
+# grows with its position, so attention scores depend on relative positions;
+# arXiv 2104.09864) with the tied one.
 
 # %%
 data = reversal_data(vocab=40, entity_len=2, seed=1234)

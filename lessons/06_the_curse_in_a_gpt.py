@@ -136,9 +136,10 @@ figure(path)
 #   panels): a sharp diagonal; the right answer is the row maximum in every
 #   row (printed: 100%).
 # * **Without the relation token** (bottom row): the diagonal is still
-#   there for the trained groups, with lower diagonal entries (compare the
-#   "diagonal" column of the two readings; in fast mode the row maxima also
-#   miss the diagonal more often). The model was never trained to predict
+#   there for the trained groups. Compare the "diagonal" column of the two
+#   readings: in fast mode the entries without the relation token are
+#   clearly lower (and the row maxima miss the diagonal more often); in full
+#   mode the two readings are about equal. The model was never trained to predict
 #   right after the entity, so these logits say less about what it learned;
 #   that is why we read them with the relation token too.
 # * **Val unseen** (last column): compare its diagonal entries with the
@@ -215,7 +216,9 @@ print(f"val unseen: median rank {median_unseen:.0f} of {data.vocab_size}; a unif
 #
 # a sum over tensors again, with the gradient *averaged along the update*
 # instead of taken at its start. The integral is computed with Gauss-Legendre
-# quadrature (each node one forward and one backward), so the shares add up
+# quadrature (the integral replaced by a weighted sum of the integrand at a few
+# well-chosen points t, exact for polynomials up to degree 2n - 1 with n points;
+# each point costs one forward and one backward), so the shares add up
 # to the change up to a printed residual; the first-order sum is printed beside it.
 #
 # Two choices make the account easy to read. **Full-batch** steps, so every

@@ -378,5 +378,6 @@ summary_figure(summary, os.path.join(OUT, "summary.png"),
 #   beats its group more often than chance went with the output layer: a
 #   parameter shared by the two directions (tied) or none (untied). Measure
 #   such claims seed by seed, with more than one yardstick.
-# * Size alone is not what causes the curse (the paper's appendix; part (c)
-#   above for two small variants).
+# * Does size cure it? Part (c) asks that of two small variants: read its
+#   answer in the table it printed, whether the larger model's unseen NLL
+#   ends below log|V| (the paper's appendix asks the same at larger scale).

@@ -97,10 +97,16 @@ def summary_figure(summary, path, xlabel, title, yardstick="log|V| of that setti
     fig, ax = plt.subplots(figsize=(10, 4.2))
     y = np.arange(len(names))
     values = [summary[n]["unseen"] for n in names]
-    ax.barh(y, values, color=["C2" if v < summary[n]["log_v"] else "C3" for n, v in zip(names, values)])
-    ax.scatter([summary[n]["log_v"] for n in names], y, marker="|", s=400, color="black", label=yardstick)
-    for yi, v in zip(y, values):
-        ax.text(v + 0.1, yi, f"{v:.2f}", va="center", fontsize=8)      # near-0 bars are too thin to see
+    colors = ["C2" if v < summary[n]["log_v"] else "C3" for n, v in zip(names, values)]
+    log_v = [summary[n]["log_v"] for n in names]
+    ax.barh(y, values, color=colors)
+    ax.scatter(values, y, marker="o", s=18, color=colors, zorder=3)   # a near-0 bar is too thin to see: a dot marks it
+    ax.scatter(log_v, y, marker="|", s=400, color="black", label=yardstick)
+    for yi, v, lv in zip(y, values, log_v):
+        at = lv + 0.15 if abs(v - lv) < 0.8 else v + 0.15            # right of the bar, clear of the marker
+        ax.text(at, yi, f"{v:.2f}", va="center", fontsize=8)
+    ax.tick_params(axis="y", length=0)                               # no tick mark to read as a minus sign
+    ax.set_xlim(0, max(values + log_v) * 1.12 + 0.3)
     ax.set_yticks(y)
     ax.set_yticklabels(names, fontsize=8)
     ax.invert_yaxis()
