@@ -84,7 +84,7 @@ def notebooks(wheel_env, tmp_path_factory, request):
     python, venv = wheel_env
     names = [n for n in NAMES if n in set().union(*(selected(request, t) for t in (
         "test_notebook_runs_alone_from_the_installed_wheel", "test_notebook_blank_then_every_cell_rerun_with_solutions",
-        "test_notebook_shows_no_bare_repr_and_its_figures")))]
+        "test_notebook_shows_no_bare_repr_and_its_figures", "test_prose_quotes_the_fast_mode_output_of_the_notebook")))]
     base = tmp_path_factory.mktemp("notebooks")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MINIREV_SOLUTIONS", "MINIREV_PLANT")}
     env.update(MINIREV_FAST="1", MINIREV_LESSON_OUT=str(base / "figures"), OPENBLAS_NUM_THREADS="1")
@@ -145,6 +145,14 @@ def test_notebook_shows_no_bare_repr_and_its_figures(name, notebooks):
     assert not echoed, f"{name}.ipynb: cells (by number) whose output is a bare repr of a value: {echoed}"
     assert any("image/png" in o.get("data", {}) for cell in cells["first"] for o in cell), (
         f"{name}.ipynb showed no figure inline")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_prose_quotes_the_fast_mode_output_of_the_notebook(name, notebooks):
+    rc, stderr, cells = notebooks[0][name]
+    assert rc == 0 and cells, f"{name}.ipynb did not run:\n{stderr[-4000:]}"
+    missing = missing_from_output(quoted_numbers(name, "fast"), text_of(cells["first"]))
+    assert not missing, f"{name}: the prose quotes {missing} (fast mode), which the fast notebook does not print"
 
 
 @pytest.fixture(scope="module")
