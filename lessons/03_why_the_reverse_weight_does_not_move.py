@@ -129,7 +129,7 @@ gauss = Bilinear(M, dim=64, seed=0, dtype=np.float64)
 sgd = SGD(LR)
 trace = Trace(gauss, lambda: gauss.watch(WATCHED),
               lambda batch: gauss.trace_terms(batch, WATCHED, sgd), steps=1, top=3)
-Trainer(gauss, sgd, data, trace=trace).run(1)
+_ = Trainer(gauss, sgd, data, trace=trace).run(1)                  # one step, traced
 
 # %% [markdown]
 # The forward weight gets one big term, from the sentence [x -> y] itself.

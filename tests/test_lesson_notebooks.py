@@ -31,14 +31,14 @@ from test_lessons import (LESSONS, NAMES, ROOT, exercise_lines, listed_mistakes,
 pytestmark = pytest.mark.notebooks
 
 RUNNER = r"""
-import json, sys, nbformat
+import json, re, sys, nbformat
 from nbclient import NotebookClient
 path, out = sys.argv[1], sys.argv[2]
 nb = nbformat.read(path, as_version=4)
 n = len(nb.cells)
 probe = nbformat.v4.new_code_cell('import minirev\nprint("minirev imported from", minirev.__file__)')
 switch = nbformat.v4.new_code_cell('import os\nos.environ.update(MINIREV_SOLUTIONS="1", MINIREV_PLANT="1")')
-checks = [c.source for c in nb.cells if c.cell_type == "code" and "check" in c.source]
+checks = [c.source for c in nb.cells if c.cell_type == "code" and re.search(r"^ *check(_prediction)?\(", c.source, re.M)]
 again = [nbformat.v4.new_code_cell(source) for source in checks for _ in range(2)]
 nb.cells = [probe] + nb.cells + [switch] + again
 NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": sys.argv[3]}}).execute()
