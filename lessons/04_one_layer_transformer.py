@@ -73,17 +73,18 @@ print(f"{'fast' if FAST else 'full'} mode: {STEPS} training steps; figures go to
 #   c = \sum_t b_t e_{x_t},\quad f = \frac{c}{\|c\|},\quad
 #   \mathrm{logits} = W_O^\top W_V^\top f .$$
 #
-# **Derive Y and Z.** The attention score is
-# $s_t = e_{x_q}^\top W_Q W_K^\top e_{x_t} / \sqrt d$: a one-hot vector on each
-# side picks one *entry* of the $M\times M$ matrix $W_Q W_K^\top/\sqrt d$, the
-# entry (query token, context token). Likewise
-# $\mathrm{logits}[v] = \sum_u f_u\,(W_V W_O)[u, v]$. So the whole model
-# depends on its four matrices only through two $M \times M$ products:
+# **Derive Y and Z.** The claim of §4: the whole model depends on its four
+# matrices only through two $M \times M$ matrices, Z for the attention and Y
+# for the output, with
 #
-# $$Z = \,?\qquad\qquad Y = \,?$$
+# $$s_t = Z[x_q, x_t] \qquad\text{and}\qquad \mathrm{logits} = Y^\top f .$$
 #
-# with $s_t = Z[x_q, x_t]$ and $\mathrm{logits} = Y^\top f$. Fill them in
-# (on paper first), then in the exercise below.
+# Find them, on paper first. Two facts are all you need: for any matrix A,
+# $e_a^\top A\, e_b$ is its entry $A[a, b]$; and $(A^\top u)^\top (B^\top w) =
+# u^\top A B^\top w$. Write $s_t$ as a product with $e_{x_q}$ on the left and
+# $e_{x_t}$ on the right, and read off Z (mind the $\sqrt d$). Then write
+# the logits as some matrix, transposed, times f, and read off Y (mind
+# which index is the context token u and which the next token v).
 #
 # **Exercise (Y/Z).** Write `yz_from_attention(W_Q, W_K, W_V, W_O)`
 # returning `(Y, Z)`. Two numerical checks, one per step: the attention
