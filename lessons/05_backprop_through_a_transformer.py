@@ -106,7 +106,7 @@ row3 = dout[0, 0] + dout[0, 2] + dout[1, 1]                        # the three p
 print(f"step 1: row 3 of dw as a sum of three gradients vs the package: max |diff| = "
       f"{np.abs(row3 - dw_right[3]).max():.1e}")
 _ = check_layer(embedding_forward, embedding_backward, dict(tokens=tokens, w=w), wrt=["w"],
-            title="token embedding: out = w[tokens]  (the package, against autograd)")
+                title="token embedding: out = w[tokens]  (the package, against autograd)")
 
 # %% [markdown]
 # The token ids are inputs too, but integers have no gradient: `wrt=["w"]`
@@ -143,8 +143,8 @@ for tok in (3, 5, 7):
     lost = np.abs(dw_right[tok] - dw_wrong[tok]).max()
     print(f"token {tok}: used {uses}x; max |right - (+= by index)| on its row = {lost:.3f}")
 _ = check_layer(position_embedding_forward, position_embedding_backward,
-            dict(x=rng.standard_normal((B, T, C)), wpe=rng.standard_normal((6, C))), wrt=["x", "wpe"],
-            title="learned positions: out = x + wpe[:T]  (rows T.. of the table get no gradient)")
+                dict(x=rng.standard_normal((B, T, C)), wpe=rng.standard_normal((6, C))), wrt=["x", "wpe"],
+                title="learned positions: out = x + wpe[:T]  (rows T.. of the table get no gradient)")
 
 # %% [markdown]
 # ## 3. LayerNorm
@@ -177,7 +177,7 @@ J = r1 * (np.eye(C) - 1 / C - np.outer(xh1, xh1) / C)              # J[i, j] = d
 J_numeric = np.stack([(xhat_of(x1 + 1e-6 * e) - xhat_of(x1 - 1e-6 * e)) / 2e-6 for e in np.eye(C)])
 print(f"step 1: d xhat / d x, formula vs finite differences: max |diff| = {np.abs(J - J_numeric).max():.1e}")
 _ = check_layer(layernorm_forward, layernorm_backward, dict(x=x, g=g, b=b), wrt=["x", "g", "b"],
-            title="LayerNorm: out = g * (x - mean) / std + b  (the package, against autograd)")
+                title="LayerNorm: out = g * (x - mean) / std + b  (the package, against autograd)")
 
 # %% [markdown]
 # **Exercise B.** Write the LayerNorm input gradient `dx` from `dout`, `x`
@@ -196,9 +196,9 @@ dx_package, _, _ = layernorm_backward(dout_ln, layernorm_forward(np, x, g, b)[1]
 check("layernorm dx", my_layernorm_dx, dx_package, args=(dout_ln, x, g))
 
 # %% [markdown]
-# Read the answer (the package's `layernorm_backward` is the reference):
-# `dx = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))`. The gradient
-# loses its mean (shifting x does nothing after centring) and its component
+# Once your check says OK (or after a real try), compare with `my_layernorm_dx`
+# in `minirev/lessons/solutions/05_backprop_through_a_transformer.py`. Read
+# your formula: the gradient loses its mean (shifting x does nothing after centring) and its component
 # along xhat (scaling x does nothing after normalising).
 
 # %% [markdown]
@@ -215,10 +215,10 @@ check("layernorm dx", my_layernorm_dx, dx_package, args=(dout_ln, x, g))
 
 # %%
 _ = check_layer(linear_forward, linear_backward,
-            dict(x=rng.standard_normal((B, T, C)), w=rng.standard_normal((C, 4 * C)), b=rng.standard_normal(4 * C)),
-            wrt=["x", "w", "b"], title="linear: out = x @ w + b")
+                dict(x=rng.standard_normal((B, T, C)), w=rng.standard_normal((C, 4 * C)), b=rng.standard_normal(4 * C)),
+                wrt=["x", "w", "b"], title="linear: out = x @ w + b")
 _ = check_layer(gelu_forward, gelu_backward, dict(x=rng.standard_normal((B, T, 4 * C)) * 2), wrt=["x"],
-            title="GELU (tanh form)")
+                title="GELU (tanh form)")
 
 # %% [markdown]
 # ## 5. The residual stream: two paths, so two gradients that add
@@ -258,9 +258,9 @@ block_inputs = dict(x=rng.standard_normal((B, T, C)), g=1 + 0.1 * rng.standard_n
                     b_proj=0.1 * rng.standard_normal(C))
 block_wrt = ["x", "g", "b", "w_fc", "b_fc", "w_proj", "b_proj"]
 _ = check_layer(mlp_block_forward, mlp_block_backward, block_inputs, wrt=block_wrt,
-            title="pre-LN MLP block: x + mlp(ln(x))")
+                title="pre-LN MLP block: x + mlp(ln(x))")
 _ = check_layer(mlp_block_forward, lambda d, c: mlp_block_backward(d, c, forget_skip=True), block_inputs,
-            wrt=block_wrt, title="the same block, with the skip path's gradient FORGOTTEN (expect FAIL on x)")
+                wrt=block_wrt, title="the same block, with the skip path's gradient FORGOTTEN (expect FAIL on x)")
 
 # %% [markdown]
 # Only `x` fails when the skip path is forgotten: the parameters sit on the
@@ -330,8 +330,9 @@ for i, name in enumerate(("dq", "dk", "dv")):
           then=lambda grads, i=i: grads[i])
 
 # %% [markdown]
-# Step 4's answer: `dq = da k / sqrt(D)` and `dk = da^T q / sqrt(D)` (row t
-# of `da` belongs to query t, column s to key s). The package's
+# Once your three checks say OK, compare with `my_attention_core_backward` in
+# the solutions file: in step 4, row t of `da` belongs to query t and column
+# s to key s, which says which side of `da` each of dq and dk reads. The package's
 # `attention_backward` does the same for all heads at once, plus the two
 # linear layers around the core. Checked against autograd:
 
@@ -340,7 +341,7 @@ attn_inputs = dict(x=rng.standard_normal((B, T, C)), w_qkv=0.5 * rng.standard_no
                    b_qkv=0.1 * rng.standard_normal(3 * C), w_proj=0.5 * rng.standard_normal((C, C)),
                    b_proj=0.1 * rng.standard_normal(C), n_head=H)
 _ = check_layer(attention_forward, attention_backward, attn_inputs,
-            wrt=["x", "w_qkv", "b_qkv", "w_proj", "b_proj"], title=f"causal self-attention, {H} heads")
+                wrt=["x", "w_qkv", "b_qkv", "w_proj", "b_proj"], title=f"causal self-attention, {H} heads")
 
 # %% [markdown]
 # The mask has a visible consequence for the gradient: the output at
@@ -393,12 +394,12 @@ def tiny_lm_backward(dlogits, cache, input_use_only=False):  # -> dwte, dg, db
 lm_inputs = dict(tokens=tokens, wte=rng.standard_normal((V, C)), g=1 + 0.1 * rng.standard_normal(C),
                  b=0.1 * rng.standard_normal(C))
 _ = check_layer(unembedding_forward, unembedding_backward,
-            dict(x=rng.standard_normal((B * T, C)), w=rng.standard_normal((V, C))), wrt=["x", "w"],
-            title="tied output layer alone: logits = h @ wte.T")
+                dict(x=rng.standard_normal((B * T, C)), w=rng.standard_normal((V, C))), wrt=["x", "w"],
+                title="tied output layer alone: logits = h @ wte.T")
 _ = check_layer(tiny_lm_forward, tiny_lm_backward, lm_inputs, wrt=["wte", "g", "b"],
-            title="embed -> LayerNorm -> unembed, wte used twice")
+                title="embed -> LayerNorm -> unembed, wte used twice")
 _ = check_layer(tiny_lm_forward, lambda d, c: tiny_lm_backward(d, c, input_use_only=True), lm_inputs,
-            wrt=["wte", "g", "b"], title="the same, keeping only the input use of wte (expect FAIL on wte)")
+                wrt=["wte", "g", "b"], title="the same, keeping only the input use of wte (expect FAIL on wte)")
 
 # %% [markdown]
 # Why this matters for the rest of the course: with tied embeddings, training
