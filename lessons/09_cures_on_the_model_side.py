@@ -130,9 +130,10 @@ check("symmetric step moves as gradient descent along symmetric directions", sym
       [-0.1 * np.sum(G0 * P) for P in probes], args=(S0, G0, 0.1), then=moves_along_symmetric_directions)
 
 # %% [markdown]
-# The step is `Theta <- Theta - lr (G + G^T) / 2`: the symmetric part of
-# G. In one step from Theta = 0, a held-out pair's forward and reverse
-# weights then both change by the *average* of the plain update's two
+# Once your checks say OK, compare with `symmetric_step` in
+# `minirev/lessons/solutions/09_cures_on_the_model_side.py`: the step uses
+# only the symmetric part of G. In one step from Theta = 0, a held-out
+# pair's forward and reverse weights then both change by the *average* of the plain update's two
 # changes: the forward push is split between the two directions (printed
 # below).
 #
