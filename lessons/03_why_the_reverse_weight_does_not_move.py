@@ -291,6 +291,8 @@ ax.loglog(ds, 1 / np.sqrt(ds), "k--", lw=1, label="1/sqrt(d)")
 ax.loglog(ds, [r["overlap"] for r in scale], "o-", label="rms overlap <u_y, u_{x_i}>")
 ax.loglog(ds, [r["largest"] for r in scale], "s-", label="largest reverse term / forward push")
 ax.loglog(ds, [abs(r["net"]) for r in scale], "^-", label="|net reverse change| / forward push")
+ax.set_xticks(ds, [str(d) for d in ds])
+ax.minorticks_off()
 ax.set(xlabel="embedding dimension d", ylabel="size (first step, Theta = 0)",
        title="What reaches the reverse weight W(y -> x)")
 ax.legend(fontsize=8)

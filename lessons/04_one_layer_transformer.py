@@ -452,17 +452,17 @@ print(f"after {STEPS} steps: held-out p(A | B <-) mean {curves['p held-out'][-1]
 # %%
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.3))
 steps = np.array(curves["step"])
-ax1.plot(steps, curves["Y[A,B]"], label="Y[A,B] (forward weight)")
-ax1.plot(steps, curves["Y[<-,A]"], label="Y[<-,A] (what follows <-)")
-ax1.plot(steps, curves["max |Y[B,A]|"], "--", label="max |Y[B,A]| (reverse weight)")
+ax1.plot(steps + 1, curves["Y[A,B]"], label="Y[A,B] (forward weight)")
+ax1.plot(steps + 1, curves["Y[<-,A]"], label="Y[<-,A] (what follows <-)")
+ax1.plot(steps + 1, curves["max |Y[B,A]|"], "--", label="max |Y[B,A]| (reverse weight)")
 ax1.axhline(0, color="gray", lw=0.8)
-ax1.set(xscale="symlog", xlim=(0, steps.max()), xlabel="SGD step", ylabel="entry of Y (held-out pairs: mean)",
+ax1.set(xscale="log", xlim=(1, steps.max() + 1), xlabel="SGD step + 1 (log scale: step 0 at 1)", ylabel="entry of Y (held-out pairs: mean)",
         title="Held-out pairs: Y[B,A] never moves, Y[<-,A] goes down")
 ax1.legend(fontsize=8)
-ax2.plot(steps, curves["p train"], label="training sentences: p(correct)")
-ax2.plot(steps, curves["p held-out"], label="held-out [B <- ?]: p(A)")
+ax2.plot(steps + 1, curves["p train"], label="training sentences: p(correct)")
+ax2.plot(steps + 1, curves["p held-out"], label="held-out [B <- ?]: p(A)")
 ax2.axhline(1 / M, color="gray", ls="--", lw=1, label=f"uniform guess 1/M = {1 / M:.2e}")
-ax2.set(xscale="symlog", xlim=(0, steps.max()), yscale="log", xlabel="SGD step", ylabel="probability (mean)",
+ax2.set(xscale="log", xlim=(1, steps.max() + 1), yscale="log", xlabel="SGD step + 1 (log scale: step 0 at 1)", ylabel="probability (mean)",
         title="p(A | B <-) falls below the uniform guess")
 ax2.legend(fontsize=8)
 save_figure(fig, os.path.join(OUT, "one_layer_reversal.png"))

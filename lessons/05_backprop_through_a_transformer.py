@@ -448,8 +448,9 @@ for pos, tied in (("absolute", False), ("rotary", True)):     # the default outp
 
 # %%
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw=dict(width_ratios=[1, 1.6]))
-im = ax1.imshow(reach, cmap="viridis")
-ax1.set(title="attention: |gradient| from output t to input s",
+future = np.triu(np.ones(reach.shape, dtype=bool), 1)               # s > t: the causal mask, no path at all
+im = ax1.imshow(np.ma.masked_where(future, reach), cmap="viridis")   # masked cells are left blank
+ax1.set(title="attention: |gradient| from output t to input s\n(blank: s > t, masked)",
         xlabel="input position s", ylabel="output position t")
 fig.colorbar(im, ax=ax1, fraction=0.046)
 names = [r["name"] for r in results["absolute"]]               # rotary, tied: the same tensors less wpe, w_out
