@@ -35,7 +35,7 @@ HEAVY = {"06_the_curse_in_a_gpt", "08_cures_on_the_data_side", "09_cures_on_the_
 SCRIPTS = [n for n in NAMES if n not in HEAVY]
 
 # A prose number quoted from the output, as the lessons write it: `0.8405` (full mode)
-QUOTED = re.compile(r"`([-+]?[0-9][0-9.]*(?:e[-+]?[0-9]+)?)` \((full|fast) mode\)")
+QUOTED = re.compile(r"`([-+]?[0-9][0-9.]*(?:e[-+]?[0-9]+)?)`\s+\((full|fast) mode\)")
 
 RUNNER = r"""
 import contextlib, io, json, runpy, sys, traceback
@@ -175,9 +175,14 @@ def test_prose_quotes_the_fast_mode_output(name, runs):
     assert not missing, f"{name}: the prose quotes {missing} (fast mode), which the fast run does not print"
 
 
+def test_the_lessons_quote_numbers_of_both_modes():
+    quotes = {mode: sum(len(quoted_numbers(n, mode)) for n in NAMES) for mode in ("fast", "full")}
+    assert quotes["fast"] and quotes["full"], f"the prose quotes no printed number for some mode: {quotes}"
+
+
 def test_the_quote_check_can_fail():
-    assert QUOTED.findall("a net `0.8405` (full mode), and `-0.11` (fast mode)") == [("0.8405", "full"),
-                                                                                      ("-0.11", "fast")]
+    assert QUOTED.findall("a net `0.8405` (full mode), and `-0.11`\n(fast mode)") == [("0.8405", "full"),
+                                                                                        ("-0.11", "fast")]
     assert missing_from_output(["0.8405", "34.6"], "net 0.8405 and 34.68") == ["34.6"], (
         "a quoted 34.6 must not be found inside a printed 34.68")
 
