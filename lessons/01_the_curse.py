@@ -19,14 +19,19 @@
 # one only shows *that* it happens.
 
 # %%
+# In Colab this first installs minirev (the repository is set once in lessons/colab.py);
+# elsewhere: pip install -e ".[lessons]" in the repository (lessons/README.md).
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
-if not os.path.isfile(os.path.join(HERE, "exercise.py")):  # a kernel started in the repository root
-    HERE = os.path.join(HERE, "lessons")
-sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, lesson, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "minirev @ git+https://github.com/OWNER/minirev"], check=True)
+try:
+    from minirev.lessons import FAST, check, lesson, save_figure  # (first: it also asks for one BLAS thread)
+except ModuleNotFoundError as error:
+    raise SystemExit(f"{error}: install the package first: pip install -e \".[lessons]\" in the repository") from None
 
 import math  # noqa: E402
 import time  # noqa: E402
@@ -49,7 +54,9 @@ print(f"{'fast' if FAST else 'full'} mode: {EPOCHS} epochs; figures go to {OUT}"
 # The paper's generator (seed 1234, reproduced draw for draw by
 # `reversal_data`): 800 entity tokens (ids 2..801) plus two relation tokens,
 # `->` (id 0) and `<-` (id 1), so the model's vocabulary has |V| = 802
-# tokens. Two disjoint alphabets of 200 tokens each give 200 pairs (x, y).
+# tokens. Two disjoint alphabets of 200 tokens each give 200 pairs (x, y),
+# so only 400 of the 800 entity tokens ever appear in a sentence: the other
+# 400 are in the vocabulary (the paper's generator reserves them) but unused.
 # Each pair is one fact, which can be written two ways:
 #
 # * forward: `[x -> y]`  ("x is the parent of y")
@@ -215,10 +222,12 @@ print(f"unseen direction: top guess right in {int((top_guess == unseen[:, -1]).s
 # %%
 epochs = [r["epoch"] for r in history]
 fig, ax = plt.subplots(figsize=(7.5, 4.5))
-for name, color in (("train forward", "C0"), ("train backward", "C1"), ("val seen", "C2"), ("val unseen", "C3")):
-    ax.plot(epochs, [r[f"{name} nll"] for r in history], color=color, label=name)
+styles = (("train forward", "C0", "-", 3.5), ("train backward", "C1", "-", 2), ("val seen", "C2", "--", 1.5),
+          ("val unseen", "C3", "-", 1.5))                # three curves fall to near 0: widths and dashes tell them apart
+for name, color, ls, lw in styles:
+    ax.plot(epochs, [r[f"{name} nll"] for r in history], color=color, ls=ls, lw=lw, label=name)
 ax.axhline(LOG_V, color="gray", ls="--", lw=1, label=f"uniform guess, log|V| = {LOG_V:.2f}")
-ax.set(xlabel="epoch", ylabel="NLL of the answer (nats)",
+ax.set(xlabel="epoch", ylabel="NLL of the answer (nats, log scale)", yscale="log",
        title=f"The reversal curse: 1-layer GPT, {len(data.train)} training sentences")
 ax.legend()
 save_figure(fig, os.path.join(OUT, "nll_curves.png"))

@@ -24,14 +24,21 @@
 # A sentence is a pair [x, y]: read x, predict y.
 
 # %%
+# In Colab this first installs minirev (the repository is set once in lessons/colab.py);
+# elsewhere: pip install -e ".[lessons]" in the repository (lessons/README.md).
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
-if not os.path.isfile(os.path.join(HERE, "exercise.py")):  # a kernel started in the repository root
-    HERE = os.path.join(HERE, "lessons")
-sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, lesson, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "minirev @ git+https://github.com/OWNER/minirev"], check=True)
+try:
+    from minirev.lessons import FAST, check, lesson, save_figure  # (first: it also asks for one BLAS thread)
+except ModuleNotFoundError as error:
+    raise SystemExit(f"{error}: install the package first: pip install -e \".[lessons]\" in the repository") from None
+
+import copy  # noqa: E402
 
 import matplotlib  # noqa: E402
 
@@ -111,9 +118,10 @@ dlogits = cross_entropy_backward(1.0, ce_cache)         # (B, m) the package's a
 check("dlogits", my_dlogits, dlogits, args=(p, y))
 
 # %% [markdown]
-# The answer: `dlogits = (p - onehot(y)) / B`. Read it: the right answer is
-# pulled up by 1 - p, every other token pushed down by its own probability,
-# and each sentence counts 1/B.
+# Once your check says OK (or after a real try), compare with the solution,
+# `my_dlogits` in `minirev/lessons/solutions/02_bilinear_by_hand.py`. Read
+# your formula: the right answer is pulled up by 1 - p, every other token is
+# pushed down by its own probability, and each sentence counts 1/B.
 
 # %% [markdown]
 # ## 4. Backward, step 2: the gradient of Theta
@@ -239,16 +247,19 @@ predicted = {}
 for a, b in ((held_x, held_y), (held_y, held_x)):
     terms = -lr * (ux @ U[a]) * (g @ U[b])                        # (B,) one term per sentence
     predicted[(a, b)] = (model.effective_weight(a, b), terms.sum())
-SGD(lr).step(model.params, grads)
+stepped = copy.deepcopy(model)                                    # a copy: the exercises above keep their model
+SGD(lr).step(stepped.params, grads)
 for (a, b), (before, change) in predicted.items():
-    after = model.effective_weight(a, b)
+    after = stepped.effective_weight(a, b)
     print(f"W({a}->{b}): {before:+.6f} -> {after:+.6f}   change {after - before:+.3e}   "
           f"formula {change:+.3e}")
 
 # %% [markdown]
-# The formula predicts the step exactly. Note that both weights moved here:
+# The formula predicts the step exactly. Note that both weights moved here,
+# by different amounts and not in the same direction (the two lines above):
 # Theta was random and the embeddings Gaussian, so every <u_a, u_{x_i}> is
-# nonzero. Lesson 3 starts Theta at 0, as in training, and asks how big the
+# nonzero, and one step from a random start moves the reverse weight as
+# readily as the forward one; nothing yet singles out the trained direction. Lesson 3 starts Theta at 0, as in training, and asks how big the
 # reverse terms are, for one-hot and for Gaussian embeddings.
 
 # %% [markdown]

@@ -18,14 +18,19 @@
 # Y/Z form. `docs/paper.md`, §3 ("Model 2"), explains both in plain words.
 
 # %%
+# In Colab this first installs minirev (the repository is set once in lessons/colab.py);
+# elsewhere: pip install -e ".[lessons]" in the repository (lessons/README.md).
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
-if not os.path.isfile(os.path.join(HERE, "exercise.py")):  # a kernel started in the repository root
-    HERE = os.path.join(HERE, "lessons")
-sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, lesson, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "minirev @ git+https://github.com/OWNER/minirev"], check=True)
+try:
+    from minirev.lessons import FAST, check, check_prediction, lesson, save_figure  # (first: it also asks for one BLAS thread)
+except ModuleNotFoundError as error:
+    raise SystemExit(f"{error}: install the package first: pip install -e \".[lessons]\" in the repository") from None
 
 import math  # noqa: E402
 import time  # noqa: E402
@@ -68,17 +73,18 @@ print(f"{'fast' if FAST else 'full'} mode: {STEPS} training steps; figures go to
 #   c = \sum_t b_t e_{x_t},\quad f = \frac{c}{\|c\|},\quad
 #   \mathrm{logits} = W_O^\top W_V^\top f .$$
 #
-# **Derive Y and Z.** The attention score is
-# $s_t = e_{x_q}^\top W_Q W_K^\top e_{x_t} / \sqrt d$: a one-hot vector on each
-# side picks one *entry* of the $M\times M$ matrix $W_Q W_K^\top/\sqrt d$, the
-# entry (query token, context token). Likewise
-# $\mathrm{logits}[v] = \sum_u f_u\,(W_V W_O)[u, v]$. So the whole model
-# depends on its four matrices only through two $M \times M$ products:
+# **Derive Y and Z.** The claim of §4: the whole model depends on its four
+# matrices only through two $M \times M$ matrices, Z for the attention and Y
+# for the output, with
 #
-# $$Z = \,?\qquad\qquad Y = \,?$$
+# $$s_t = Z[x_q, x_t] \qquad\text{and}\qquad \mathrm{logits} = Y^\top f .$$
 #
-# with $s_t = Z[x_q, x_t]$ and $\mathrm{logits} = Y^\top f$. Fill them in
-# (on paper first), then in the exercise below.
+# Find them, on paper first. Two facts are all you need: for any matrix A,
+# $e_a^\top A\, e_b$ is its entry $A[a, b]$; and $(A^\top u)^\top (B^\top w) =
+# u^\top A B^\top w$. Write $s_t$ as a product with $e_{x_q}$ on the left and
+# $e_{x_t}$ on the right, and read off Z (mind the $\sqrt d$). Then write
+# the logits as some matrix, transposed, times f, and read off Y (mind
+# which index is the context token u and which the next token v).
 #
 # **Exercise (Y/Z).** Write `yz_from_attention(W_Q, W_K, W_V, W_O)`
 # returning `(Y, Z)`. Two numerical checks, one per step: the attention
@@ -236,7 +242,9 @@ check("l2-normalisation backward", my_l2norm_backward, dc_autograd, args=(df_tes
 # %% [markdown]
 # The check compares with autograd, which differentiates the "fake loss"
 # `sum(f(c) * df)`: its gradient with respect to c is exactly the dc we
-# want, whatever df is (llm.c's trick). The package's version is
+# want, whatever df is (llm.c's trick: llm.c is Andrej Karpathy's GPT-2
+# training in plain C, https://github.com/karpathy/llm.c, whose LayerNorm
+# tutorial checks each hand-written backward this way). The package's version is
 # `minirev.layers.l2norm_backward`; the model uses that one.
 #
 # ### Exercise B: the softmax backward
@@ -376,13 +384,15 @@ held_p = p_answer(backward[held])
 observed = int(np.sign(np.round(np.log(held_p.mean() * M))))           # +1, 0, -1 at the scale of a factor e
 print(f"held-out p(A | B <-): mean {held_p.mean():.2e}, 1/M = {1 / M:.2e}; each of the 30 "
       f"{'above' if (held_p > 1 / M).all() else 'below' if (held_p < 1 / M).all() else 'on both sides of'} 1/M")
-check("held-out answer vs the uniform guess", predicted_heldout_vs_uniform, observed)
+check_prediction("held-out answer vs the uniform guess", predicted_heldout_vs_uniform, observed)
 
 # %% [markdown]
 # ## 6. Who moved what: the trace of the first two steps
 #
 # Read each block: the watched quantity, its change, the sum of the
-# sentences' terms (equal to the change: the Y terms are exact), and the
+# sentences' terms (equal to the change up to float32 rounding: the printed
+# residual, of the order of 1e-7; in exact arithmetic the Y terms add up to
+# the change exactly), and the
 # largest terms with the sentence that made them.
 
 # %%
@@ -442,17 +452,17 @@ print(f"after {STEPS} steps: held-out p(A | B <-) mean {curves['p held-out'][-1]
 # %%
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.3))
 steps = np.array(curves["step"])
-ax1.plot(steps, curves["Y[A,B]"], label="Y[A,B] (forward weight)")
-ax1.plot(steps, curves["Y[<-,A]"], label="Y[<-,A] (what follows <-)")
-ax1.plot(steps, curves["max |Y[B,A]|"], "--", label="max |Y[B,A]| (reverse weight)")
+ax1.plot(steps + 1, curves["Y[A,B]"], label="Y[A,B] (forward weight)")
+ax1.plot(steps + 1, curves["Y[<-,A]"], label="Y[<-,A] (what follows <-)")
+ax1.plot(steps + 1, curves["max |Y[B,A]|"], "--", label="max |Y[B,A]| (reverse weight)")
 ax1.axhline(0, color="gray", lw=0.8)
-ax1.set(xscale="symlog", xlim=(0, steps.max()), xlabel="SGD step", ylabel="entry of Y (held-out pairs: mean)",
+ax1.set(xscale="log", xlim=(1, steps.max() + 1), xlabel="SGD step + 1 (log scale: step 0 at 1)", ylabel="entry of Y (held-out pairs: mean)",
         title="Held-out pairs: Y[B,A] never moves, Y[<-,A] goes down")
 ax1.legend(fontsize=8)
-ax2.plot(steps, curves["p train"], label="training sentences: p(correct)")
-ax2.plot(steps, curves["p held-out"], label="held-out [B <- ?]: p(A)")
+ax2.plot(steps + 1, curves["p train"], label="training sentences: p(correct)")
+ax2.plot(steps + 1, curves["p held-out"], label="held-out [B <- ?]: p(A)")
 ax2.axhline(1 / M, color="gray", ls="--", lw=1, label=f"uniform guess 1/M = {1 / M:.2e}")
-ax2.set(xscale="symlog", xlim=(0, steps.max()), yscale="log", xlabel="SGD step", ylabel="probability (mean)",
+ax2.set(xscale="log", xlim=(1, steps.max() + 1), yscale="log", xlabel="SGD step + 1 (log scale: step 0 at 1)", ylabel="probability (mean)",
         title="p(A | B <-) falls below the uniform guess")
 ax2.legend(fontsize=8)
 save_figure(fig, os.path.join(OUT, "one_layer_reversal.png"))

@@ -19,7 +19,9 @@
 # settings as the public code runs them); this lesson builds that network's
 # backward pass, layer by layer.
 #
-# The pattern (cs231n's `layers.py`): every operation is a pair
+# The pattern (cs231n's `layers.py`; cs231n is Stanford's course on neural
+# networks for vision, https://cs231n.github.io, whose assignments write each
+# layer as a forward/backward pair in NumPy): every operation is a pair
 #
 #     out, cache = <op>_forward(xp, inputs..., params...)
 #     d<inputs>..., d<params>... = <op>_backward(dout, cache)
@@ -29,14 +31,19 @@
 # backwards in the reverse order of its forward.
 
 # %%
+# In Colab this first installs minirev (the repository is set once in lessons/colab.py);
+# elsewhere: pip install -e ".[lessons]" in the repository (lessons/README.md).
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
-if not os.path.isfile(os.path.join(HERE, "exercise.py")):  # a kernel started in the repository root
-    HERE = os.path.join(HERE, "lessons")
-sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, lesson, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "minirev @ git+https://github.com/OWNER/minirev"], check=True)
+try:
+    from minirev.lessons import FAST, check, lesson, save_figure  # (first: it also asks for one BLAS thread)
+except ModuleNotFoundError as error:
+    raise SystemExit(f"{error}: install the package first: pip install -e \".[lessons]\" in the repository") from None
 
 import autograd  # noqa: E402
 import autograd.numpy as anp  # noqa: E402
@@ -98,8 +105,8 @@ dw_right = embedding_backward(dout, embedding_forward(np, tokens, w)[1])   # (V,
 row3 = dout[0, 0] + dout[0, 2] + dout[1, 1]                        # the three positions that read token 3
 print(f"step 1: row 3 of dw as a sum of three gradients vs the package: max |diff| = "
       f"{np.abs(row3 - dw_right[3]).max():.1e}")
-check_layer(embedding_forward, embedding_backward, dict(tokens=tokens, w=w), wrt=["w"],
-            title="token embedding: out = w[tokens]  (the package, against autograd)")
+_ = check_layer(embedding_forward, embedding_backward, dict(tokens=tokens, w=w), wrt=["w"],
+                title="token embedding: out = w[tokens]  (the package, against autograd)")
 
 # %% [markdown]
 # The token ids are inputs too, but integers have no gradient: `wrt=["w"]`
@@ -117,7 +124,8 @@ def my_embedding_backward(dout, tokens, vocab_size):
     raise NotImplementedError("exercise: scatter-add each position's gradient into its token's row")
 
 
-check("embedding backward", my_embedding_backward, dw_right, args=(dout, tokens, V))
+check("embedding backward", my_embedding_backward, embedding_backward(dout, embedding_forward(np, tokens, w)[1]),
+      args=(dout, tokens, V))                                        # expected from the same inputs, here
 
 # %% [markdown]
 # The classic trap: `dw[tokens] += dout` looks right, and is wrong with
@@ -134,9 +142,9 @@ for tok in (3, 5, 7):
     uses = int((tokens == tok).sum())
     lost = np.abs(dw_right[tok] - dw_wrong[tok]).max()
     print(f"token {tok}: used {uses}x; max |right - (+= by index)| on its row = {lost:.3f}")
-check_layer(position_embedding_forward, position_embedding_backward,
-            dict(x=rng.standard_normal((B, T, C)), wpe=rng.standard_normal((6, C))), wrt=["x", "wpe"],
-            title="learned positions: out = x + wpe[:T]  (rows T.. of the table get no gradient)")
+_ = check_layer(position_embedding_forward, position_embedding_backward,
+                dict(x=rng.standard_normal((B, T, C)), wpe=rng.standard_normal((6, C))), wrt=["x", "wpe"],
+                title="learned positions: out = x + wpe[:T]  (rows T.. of the table get no gradient)")
 
 # %% [markdown]
 # ## 3. LayerNorm
@@ -168,8 +176,8 @@ xh1 = xhat_of(x1)
 J = r1 * (np.eye(C) - 1 / C - np.outer(xh1, xh1) / C)              # J[i, j] = d xhat_j / d x_i (symmetric)
 J_numeric = np.stack([(xhat_of(x1 + 1e-6 * e) - xhat_of(x1 - 1e-6 * e)) / 2e-6 for e in np.eye(C)])
 print(f"step 1: d xhat / d x, formula vs finite differences: max |diff| = {np.abs(J - J_numeric).max():.1e}")
-check_layer(layernorm_forward, layernorm_backward, dict(x=x, g=g, b=b), wrt=["x", "g", "b"],
-            title="LayerNorm: out = g * (x - mean) / std + b  (the package, against autograd)")
+_ = check_layer(layernorm_forward, layernorm_backward, dict(x=x, g=g, b=b), wrt=["x", "g", "b"],
+                title="LayerNorm: out = g * (x - mean) / std + b  (the package, against autograd)")
 
 # %% [markdown]
 # **Exercise B.** Write the LayerNorm input gradient `dx` from `dout`, `x`
@@ -183,14 +191,14 @@ def my_layernorm_dx(dout, x, g, eps=1e-5):
     raise NotImplementedError("exercise: recompute xhat and r, then dx from the Jacobian above")
 
 
-dout = rng.standard_normal((B, T, C))
-dx_package, _, _ = layernorm_backward(dout, layernorm_forward(np, x, g, b)[1])
-check("layernorm dx", my_layernorm_dx, dx_package, args=(dout, x, g))
+dout_ln = rng.standard_normal((B, T, C))                           # its own name: exercise A's dout stays
+dx_package, _, _ = layernorm_backward(dout_ln, layernorm_forward(np, x, g, b)[1])
+check("layernorm dx", my_layernorm_dx, dx_package, args=(dout_ln, x, g))
 
 # %% [markdown]
-# Read the answer (the package's `layernorm_backward` is the reference):
-# `dx = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))`. The gradient
-# loses its mean (shifting x does nothing after centring) and its component
+# Once your check says OK (or after a real try), compare with `my_layernorm_dx`
+# in `minirev/lessons/solutions/05_backprop_through_a_transformer.py`. Read
+# your formula: the gradient loses its mean (shifting x does nothing after centring) and its component
 # along xhat (scaling x does nothing after normalising).
 
 # %% [markdown]
@@ -206,11 +214,11 @@ check("layernorm dx", my_layernorm_dx, dx_package, args=(dout, x, g))
 # `out'(x) = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx` with `t = tanh(u)`.
 
 # %%
-check_layer(linear_forward, linear_backward,
-            dict(x=rng.standard_normal((B, T, C)), w=rng.standard_normal((C, 4 * C)), b=rng.standard_normal(4 * C)),
-            wrt=["x", "w", "b"], title="linear: out = x @ w + b")
-check_layer(gelu_forward, gelu_backward, dict(x=rng.standard_normal((B, T, 4 * C)) * 2), wrt=["x"],
-            title="GELU (tanh form)")
+_ = check_layer(linear_forward, linear_backward,
+                dict(x=rng.standard_normal((B, T, C)), w=rng.standard_normal((C, 4 * C)), b=rng.standard_normal(4 * C)),
+                wrt=["x", "w", "b"], title="linear: out = x @ w + b")
+_ = check_layer(gelu_forward, gelu_backward, dict(x=rng.standard_normal((B, T, 4 * C)) * 2), wrt=["x"],
+                title="GELU (tanh form)")
 
 # %% [markdown]
 # ## 5. The residual stream: two paths, so two gradients that add
@@ -249,10 +257,10 @@ block_inputs = dict(x=rng.standard_normal((B, T, C)), g=1 + 0.1 * rng.standard_n
                     b_fc=0.1 * rng.standard_normal(4 * C), w_proj=0.3 * rng.standard_normal((4 * C, C)),
                     b_proj=0.1 * rng.standard_normal(C))
 block_wrt = ["x", "g", "b", "w_fc", "b_fc", "w_proj", "b_proj"]
-check_layer(mlp_block_forward, mlp_block_backward, block_inputs, wrt=block_wrt,
-            title="pre-LN MLP block: x + mlp(ln(x))")
-check_layer(mlp_block_forward, lambda d, c: mlp_block_backward(d, c, forget_skip=True), block_inputs,
-            wrt=block_wrt, title="the same block, with the skip path's gradient FORGOTTEN (expect FAIL on x)")
+_ = check_layer(mlp_block_forward, mlp_block_backward, block_inputs, wrt=block_wrt,
+                title="pre-LN MLP block: x + mlp(ln(x))")
+_ = check_layer(mlp_block_forward, lambda d, c: mlp_block_backward(d, c, forget_skip=True), block_inputs,
+                wrt=block_wrt, title="the same block, with the skip path's gradient FORGOTTEN (expect FAIL on x)")
 
 # %% [markdown]
 # Only `x` fails when the skip path is forgotten: the parameters sit on the
@@ -322,8 +330,9 @@ for i, name in enumerate(("dq", "dk", "dv")):
           then=lambda grads, i=i: grads[i])
 
 # %% [markdown]
-# Step 4's answer: `dq = da k / sqrt(D)` and `dk = da^T q / sqrt(D)` (row t
-# of `da` belongs to query t, column s to key s). The package's
+# Once your three checks say OK, compare with `my_attention_core_backward` in
+# the solutions file: in step 4, row t of `da` belongs to query t and column
+# s to key s, which says which side of `da` each of dq and dk reads. The package's
 # `attention_backward` does the same for all heads at once, plus the two
 # linear layers around the core. Checked against autograd:
 
@@ -331,8 +340,8 @@ for i, name in enumerate(("dq", "dk", "dv")):
 attn_inputs = dict(x=rng.standard_normal((B, T, C)), w_qkv=0.5 * rng.standard_normal((C, 3 * C)),
                    b_qkv=0.1 * rng.standard_normal(3 * C), w_proj=0.5 * rng.standard_normal((C, C)),
                    b_proj=0.1 * rng.standard_normal(C), n_head=H)
-check_layer(attention_forward, attention_backward, attn_inputs,
-            wrt=["x", "w_qkv", "b_qkv", "w_proj", "b_proj"], title=f"causal self-attention, {H} heads")
+_ = check_layer(attention_forward, attention_backward, attn_inputs,
+                wrt=["x", "w_qkv", "b_qkv", "w_proj", "b_proj"], title=f"causal self-attention, {H} heads")
 
 # %% [markdown]
 # The mask has a visible consequence for the gradient: the output at
@@ -384,13 +393,13 @@ def tiny_lm_backward(dlogits, cache, input_use_only=False):  # -> dwte, dg, db
 
 lm_inputs = dict(tokens=tokens, wte=rng.standard_normal((V, C)), g=1 + 0.1 * rng.standard_normal(C),
                  b=0.1 * rng.standard_normal(C))
-check_layer(unembedding_forward, unembedding_backward,
-            dict(x=rng.standard_normal((B * T, C)), w=rng.standard_normal((V, C))), wrt=["x", "w"],
-            title="tied output layer alone: logits = h @ wte.T")
-check_layer(tiny_lm_forward, tiny_lm_backward, lm_inputs, wrt=["wte", "g", "b"],
-            title="embed -> LayerNorm -> unembed, wte used twice")
-check_layer(tiny_lm_forward, lambda d, c: tiny_lm_backward(d, c, input_use_only=True), lm_inputs,
-            wrt=["wte", "g", "b"], title="the same, keeping only the input use of wte (expect FAIL on wte)")
+_ = check_layer(unembedding_forward, unembedding_backward,
+                dict(x=rng.standard_normal((B * T, C)), w=rng.standard_normal((V, C))), wrt=["x", "w"],
+                title="tied output layer alone: logits = h @ wte.T")
+_ = check_layer(tiny_lm_forward, tiny_lm_backward, lm_inputs, wrt=["wte", "g", "b"],
+                title="embed -> LayerNorm -> unembed, wte used twice")
+_ = check_layer(tiny_lm_forward, lambda d, c: tiny_lm_backward(d, c, input_use_only=True), lm_inputs,
+                wrt=["wte", "g", "b"], title="the same, keeping only the input use of wte (expect FAIL on wte)")
 
 # %% [markdown]
 # Why this matters for the rest of the course: with tied embeddings, training
@@ -413,7 +422,9 @@ check_layer(tiny_lm_forward, lambda d, c: tiny_lm_backward(d, c, input_use_only=
 # two-token entities (so the loss covers two answer positions), and dropout
 # is on (both passes draw the same masks from one seed). Two GPTs: absolute
 # positions with the default untied output layer, and rotary positions
-# with the tied one.
+# (RoPE: no position table; each query and key is rotated by an angle that
+# grows with its position, so attention scores depend on relative positions;
+# arXiv 2104.09864) with the tied one.
 
 # %%
 data = reversal_data(vocab=40, entity_len=2, seed=1234)
@@ -437,8 +448,9 @@ for pos, tied in (("absolute", False), ("rotary", True)):     # the default outp
 
 # %%
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw=dict(width_ratios=[1, 1.6]))
-im = ax1.imshow(reach, cmap="viridis")
-ax1.set(title="attention: |gradient| from output t to input s",
+future = np.triu(np.ones(reach.shape, dtype=bool), 1)               # s > t: the causal mask, no path at all
+im = ax1.imshow(np.ma.masked_where(future, reach), cmap="viridis")   # masked cells are left blank
+ax1.set(title="attention: |gradient| from output t to input s\n(blank: s > t, masked)",
         xlabel="input position s", ylabel="output position t")
 fig.colorbar(im, ax=ax1, fraction=0.046)
 names = [r["name"] for r in results["absolute"]]               # rotary, tied: the same tensors less wpe, w_out

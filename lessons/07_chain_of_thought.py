@@ -18,14 +18,19 @@
 # argument and the data generator.
 
 # %%
+# In Colab this first installs minirev (the repository is set once in lessons/colab.py);
+# elsewhere: pip install -e ".[lessons]" in the repository (lessons/README.md).
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
-if not os.path.isfile(os.path.join(HERE, "exercise.py")):  # a kernel started in the repository root
-    HERE = os.path.join(HERE, "lessons")
-sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, figure, lesson, save_figure  # noqa: E402  (first: it also asks for one BLAS thread)
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "minirev @ git+https://github.com/OWNER/minirev"], check=True)
+try:
+    from minirev.lessons import FAST, check, figure, lesson, save_figure  # (first: it also asks for one BLAS thread)
+except ModuleNotFoundError as error:
+    raise SystemExit(f"{error}: install the package first: pip install -e \".[lessons]\" in the repository") from None
 
 import matplotlib  # noqa: E402
 
@@ -105,7 +110,7 @@ print(f"  direct, [a ~> ?]  right: {100 * steps['direct_acc']:5.1f}%")
 # Given the validation prompts `[a ->]` (shape (n, 2)), return `b_hat` and
 # `c_hat` (each of shape (n,)): the argmax after `[a ->]`, then the argmax
 # after `[b_hat ->]` (the same relation token `->`: the second step is a
-# `B -> C` sentence). Checked by the accuracies, against `chain_step_by_step`.
+# `B -> C` sentence). Checked token by token against the package's decoding.
 
 # %%
 def two_step_decode(model, prompts):
@@ -118,18 +123,35 @@ second = data.groups["C given B (val)"]                              # [b -> c],
 prompts = first[:, :2]                                               # (n, 2) [a ->]
 
 
-def accuracies(decoded):
-    """[accuracy of b_hat, accuracy of c_hat] on the validation triples."""
-    b_hat, c_hat = decoded
-    return [np.mean(np.asarray(b_hat) == first[:, 2]), np.mean(np.asarray(c_hat) == second[:, 2])]
+def tokens_of(decoded):
+    """Your (b_hat, c_hat) as one (2, n) array of token ids."""
+    return np.stack([np.asarray(d).ravel() for d in decoded])
 
 
-check("two-step decoding", two_step_decode, [steps["b_acc"], steps["step_by_step_acc"]], args=(model, prompts),
-      then=accuracies)
+def wrong_token(yours, expected):
+    """None, or which decoded token is wrong first: the step, the prompt, yours and the expected one."""
+    if yours.shape != expected.shape:
+        return f"(b_hat, c_hat) of shape {yours.shape}, expected {expected.shape}: one token per prompt, each step"
+    for step, what in enumerate(("b_hat (the answer to [a ->])", "c_hat (the answer to [b_hat ->])")):
+        bad = np.flatnonzero(yours[step] != expected[step])
+        if bad.size:
+            i = bad[0]
+            return (f"{what} is wrong for {bad.size} of {expected.shape[1]} prompts; the first is prompt {i}, "
+                    f"[{prompts[i, 0]} ->]: yours {yours[step, i]}, expected {expected[step, i]}")
+    return None
+
+
+# the expected tokens, decoded the way minirev.measures.chain_step_by_step does (its accuracies are above)
+b_ref = np.asarray(model.logits(first)).argmax(-1)[:, 0]                       # (n,) teacher-forced [a -> .]
+c_ref = np.asarray(model.logits(np.stack([b_ref, second[:, 1], second[:, 2]], 1))).argmax(-1)[:, 0]
+check("two-step decoding", two_step_decode, np.stack([b_ref, c_ref]), args=(model, prompts), then=tokens_of,
+      problem_of=wrong_token)
 
 # %% [markdown]
-# Some triples, decoded both ways (the package's own decoding, so this runs
-# whatever your exercise says). What *does* the model answer to the direct
+# ## After the exercise: some triples, decoded both ways
+#
+# Try the exercise before reading on: the next cell decodes with the
+# package's own code (so it runs whatever your exercise says). What *does* the model answer to the direct
 # `[a ~> ?]`? We sort its guesses: the right c; the b of the same triple
 # (the one fact it does know about a); some other C, i.e. a token of the
 # third alphabet, the kind of answer that follows `~>` in training; or

@@ -25,14 +25,19 @@
 # exercise below, whose predictions it answers), and the end of its §3.
 
 # %%
+# In Colab this first installs minirev (the repository is set once in lessons/colab.py);
+# elsewhere: pip install -e ".[lessons]" in the repository (lessons/README.md).
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
-if not os.path.isfile(os.path.join(HERE, "exercise.py")):  # a kernel started in the repository root
-    HERE = os.path.join(HERE, "lessons")
-sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, lesson, summary_figure  # noqa: E402  (first: it also asks for one BLAS thread)
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "minirev @ git+https://github.com/OWNER/minirev"], check=True)
+try:
+    from minirev.lessons import FAST, check_prediction, lesson, summary_figure  # (first: it also asks for one BLAS thread)
+except ModuleNotFoundError as error:
+    raise SystemExit(f"{error}: install the package first: pip install -e \".[lessons]\" in the repository") from None
 
 import dataclasses  # noqa: E402
 
@@ -146,9 +151,9 @@ summary["(b) reverse added, those"] = dict(train=record["train_nll"], unseen=rec
                                            log_v=LOG_V)
 summary["(b) reverse added, others"] = dict(train=record["train_nll"],
                                             unseen=record["val unseen, still held out nll"], log_v=LOG_V)
-observed = [int(summary[k]["unseen"] < summary[k]["log_v"])
-            for k in ("(a) in context", "(b) reverse added, those", "(b) reverse added, others")]
-check("which questions end below log|V|", predicted_below_uniform, observed)
+GROUPS = ("(a) in context", "(b) reverse added, those", "(b) reverse added, others")
+observed = [int(summary[k]["unseen"] < summary[k]["log_v"]) for k in GROUPS]
+check_prediction("which questions end below log|V|", predicted_below_uniform, observed, labels=GROUPS)
 
 # %% [markdown]
 # Read the lines of (a) and (b). In context, the validation NLL is near 0:

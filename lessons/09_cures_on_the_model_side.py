@@ -24,14 +24,19 @@
 # it answers).
 
 # %%
+# In Colab this first installs minirev (the repository is set once in lessons/colab.py);
+# elsewhere: pip install -e ".[lessons]" in the repository (lessons/README.md).
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
-if not os.path.isfile(os.path.join(HERE, "exercise.py")):  # a kernel started in the repository root
-    HERE = os.path.join(HERE, "lessons")
-sys.path.insert(0, HERE)  # the lessons folder, for exercise.py (in Jupyter: the notebook's folder)
-from exercise import FAST, check, lesson, save_figure, summary_figure  # noqa: E402  (first: it also asks for one BLAS thread)
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "minirev @ git+https://github.com/OWNER/minirev"], check=True)
+try:
+    from minirev.lessons import FAST, check, check_prediction, lesson, save_figure, summary_figure  # (first: it also asks for one BLAS thread)
+except ModuleNotFoundError as error:
+    raise SystemExit(f"{error}: install the package first: pip install -e \".[lessons]\" in the repository") from None
 
 import math  # noqa: E402
 
@@ -125,9 +130,10 @@ check("symmetric step moves as gradient descent along symmetric directions", sym
       [-0.1 * np.sum(G0 * P) for P in probes], args=(S0, G0, 0.1), then=moves_along_symmetric_directions)
 
 # %% [markdown]
-# The step is `Theta <- Theta - lr (G + G^T) / 2`: the symmetric part of
-# G. In one step from Theta = 0, a held-out pair's forward and reverse
-# weights then both change by the *average* of the plain update's two
+# Once your checks say OK, compare with `symmetric_step` in
+# `minirev/lessons/solutions/09_cures_on_the_model_side.py`: the step uses
+# only the symmetric part of G. In one step from Theta = 0, a held-out
+# pair's forward and reverse weights then both change by the *average* of the plain update's two
 # changes: the forward push is split between the two directions (printed
 # below).
 #
@@ -269,7 +275,7 @@ for name, rows in per_seed.items():
           f" {np.mean(best):>13.0f}% [{min(best):4.0f}%, {max(best):4.0f}%] {100 * max(r['acc'] for r in rows):>14.1f}%")
     summary[f"(b) {name}"] = dict(unseen=float(np.mean(nll)), log_v=LOG_V)
 leaks = [int(np.mean([r["diag"] for r in per_seed[v]]) > 3 * chance) for v in VARIANTS]
-check("which variants leak", predicted_leaks, leaks)
+check_prediction("which variants leak", predicted_leaks, leaks, labels=VARIANTS)
 for v in VARIANTS:
     rows = per_seed[v]
     above = all(r["unseen"] > LOG_V for r in rows)
@@ -373,5 +379,6 @@ summary_figure(summary, os.path.join(OUT, "summary.png"),
 #   beats its group more often than chance went with the output layer: a
 #   parameter shared by the two directions (tied) or none (untied). Measure
 #   such claims seed by seed, with more than one yardstick.
-# * Size alone is not what causes the curse (the paper's appendix; part (c)
-#   above for two small variants).
+# * Does size cure it? Part (c) asks that of two small variants: read its
+#   answer in the table it printed, whether the larger model's unseen NLL
+#   ends below log|V| (the paper's appendix asks the same at larger scale).

@@ -40,10 +40,14 @@ MISTAKES = {
          lambda Q, K, V, O: (V @ O, K @ Q.T / math.sqrt(Q.shape[1]))),
         ("the scores are divided by sqrt(d), the head dimension",
          lambda Q, K, V, O: (V @ O, Q @ K.T)),
+        ("two things: the query token is Z's row (W_Q W_K^T, not W_K W_Q^T), and the scores are divided by sqrt(d)",
+         lambda Q, K, V, O: (V @ O, K @ Q.T)),
     ],
     "Y/Z step 2, the same logits": [
         ("Y[u, v] goes from the context token u (row) to the next token v (column): W_V W_O, not its transpose",
          lambda Q, K, V, O: ((V @ O).T, Q @ K.T / math.sqrt(Q.shape[1]))),
+        ("two things: Y = W_V W_O (not its transpose), and Z = W_Q W_K^T / sqrt(d) (query row, scaled)",
+         lambda Q, K, V, O: ((V @ O).T, K @ Q.T)),
     ],
     "l2-normalisation backward": [
         ("I - f f^T removes the component of df along f (scaling c does not change f): you left it out",

@@ -16,6 +16,14 @@ def my_layernorm_dx(dout, x, g, eps=1e-5):
     return r * (dxhat - dxhat.mean(-1, keepdims=True) - xhat * (dxhat * xhat).mean(-1, keepdims=True))
 
 
+def _ln_bessel(dout, x, g, eps=1e-5):
+    """The same dx with the variance divided by C - 1 (numpy's ddof=1) instead of C."""
+    xc = x - x.mean(axis=-1, keepdims=True)
+    r = 1.0 / np.sqrt(xc.var(axis=-1, ddof=1, keepdims=True) + eps)
+    xhat, dxhat = xc * r, dout * g
+    return r * (dxhat - dxhat.mean(-1, keepdims=True) - xhat * (dxhat * xhat).mean(-1, keepdims=True))
+
+
 def _p(q, k):
     T, D = q.shape
     a = np.where(np.tril(np.ones((T, T), dtype=bool)), q @ k.T / np.sqrt(D), -1e9)
@@ -91,6 +99,8 @@ MISTAKES = {
          _ln_no_mean),
         ("start from dxhat = dout * g: the gain g multiplies xhat in the forward", _ln_no_gain),
         ("the whole bracket is multiplied by r = 1/sqrt(var + eps)", _ln_no_r),
+        ("LayerNorm's variance is the plain mean of squares (divide by C): no Bessel correction, no ddof=1",
+         _ln_bessel),
     ],
     "attention backward dq": [
         ("the scores are divided by sqrt(D): so are dq and dk",

@@ -23,6 +23,8 @@ MISTAKES = {
          lambda p, y: (p - np.eye(p.shape[1])[y]) / p.shape[1]),
         ("the log-sum-exp term gives p; the -logit[y] term gives -onehot(y): you need both",
          lambda p, y: p / len(y)),
+        ("the log-sum-exp term gives p; the -logit[y] term gives -onehot(y): you need both (yours has no p)",
+         lambda p, y: -np.eye(p.shape[1])[y] / len(y)),
     ],
     "dTheta": [
         ("the sentence's first token is the LEFT factor: dTheta = ux^T (dlogits U), not its transpose",
