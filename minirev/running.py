@@ -181,6 +181,9 @@ def run_experiment(cfg, out=print):
     if not isinstance(cfg, RunConfig):
         raise UsageError(f"run_experiment takes a RunConfig, got {type(cfg).__name__}: "
                          "e.g. run_experiment(RunConfig(experiment='reversal', epochs=50))")
+    if out is not None and not callable(out):
+        raise UsageError(f"run_experiment: out takes a function for the printed lines (print, list.append) or "
+                         f"None for silence, got {type(out).__name__}")
     cfg = cfg.resolved()
     check_run(cfg)
     seeds = [cfg.seed + i for i in range(cfg.seeds)]
