@@ -94,7 +94,8 @@ class GPT(Model):
                  dropout=0.1, entity_len=1, seed=0, tied=False, dtype=np.float32, backend="numpy"):
         for name, value in (("vocab_size", vocab_size), ("layers", layers), ("width", width),
                             ("heads", heads), ("max_len", max_len), ("entity_len", entity_len)):
-            whole("gpt", name, value, minimum=1)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise UsageError(f"gpt: {name} must be an integer >= 1, got {value!r}")
         seed = whole("gpt", "seed", seed)
         if width % heads:
             raise UsageError(f"gpt: width {width} is not divisible by heads {heads}; choose a "
