@@ -5,6 +5,7 @@ found and returns an exit status; ``minirev/demo.py`` only parses and dispatches
 """
 import math
 import os
+import signal
 import time
 
 import numpy as np
@@ -28,8 +29,9 @@ from .train import Interrupts
 def experiment(cfg, out, json_path):
     """An experiment of the registry (minirev/experiments/): train, report, measure, draw.
 
-    Exit status 0, or 130 after Ctrl-C (as a shell reports SIGINT), once the results of the epochs
-    done, the figures, the JSON and the checkpoint are written."""
+    Exit status 0, or 128 + the signal's number after Ctrl-C, SIGTERM or SIGHUP (130, 143, 129: as a
+    shell reports them), once the results of the epochs done, the figures, the JSON and the checkpoint
+    are written."""
     cfg = cfg.resolved()
     if not cfg.scheduler:               # on a cluster, the workers need the backend, not this machine
         get_xp(cfg.backend)
@@ -59,7 +61,7 @@ def experiment(cfg, out, json_path):
             write_json(json_path, result)
             print(f"results: {json_path}")
         clean_up(out_dir, json_path)
-    return 130 if result["interrupted"] else 0
+    return 128 + signal.Signals[result["run"]["stopped_by"]] if result["interrupted"] else 0
 
 
 def clean_up(out_dir, json_path):

@@ -14,6 +14,7 @@ import math
 import os
 import platform
 import re
+import signal
 import time
 
 import numpy as np
@@ -198,6 +199,7 @@ def run_experiment(cfg, out=print):
         display.close()
     # a Ctrl-C that came during the last seed's final save lost nothing; one that stopped a seed early did
     interrupted = any(r["interrupted"] for r in runs) or len(runs) < len(seeds)
+    signum = next((r["stop"] for r in runs if r["stop"]), signal.SIGINT) if interrupted else 0
     if interrupted:
         trainer = min((r["trainer"] for r in runs), key=lambda t: (t.epoch, t.batch))
         say(out, f"\ninterrupted at epoch {trainer.epoch}" + (f", step {trainer.batch} of epoch "
@@ -216,7 +218,8 @@ def run_experiment(cfg, out=print):
                         for r, f in zip(runs, finals)])
     if runs[0]["trace"] is not None:
         result["trace"] = runs[0]["trace"].records
-    result["run"] = dict(seconds=time.perf_counter() - start, **{k: getattr(cfg, k) for k in paths},   # last
+    result["run"] = dict(seconds=time.perf_counter() - start, stopped_by=signal.Signals(signum).name if signum else None,
+                         **{k: getattr(cfg, k) for k in paths},   # last
                          environment=environment(worker_threads=blas_threads(min(jobs, len(seeds)))
                                                  if jobs > 1 and len(seeds) > 1 and not cfg.scheduler else None))
     return result, runs

@@ -77,6 +77,21 @@ class Interrupts:
             signal.signal(signum, previous)
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP outside an Interrupts block: raised like Ctrl-C's KeyboardInterrupt, with the signal."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def stop_signal(signum, frame):
+    """A signal handler: end what is running as Ctrl-C does (the command line installs it for every STOP_SIGNAL)."""
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Stopped(signum)
+
+
 def _whole(name, value, minimum=1):
     return whole("Trainer", name, value, minimum)
 
