@@ -6,6 +6,7 @@ found and returns an exit status; ``minirev/demo.py`` only parses and dispatches
 import math
 import os
 import signal
+import sys
 import time
 
 import numpy as np
@@ -29,7 +30,8 @@ from .train import Interrupts
 def experiment(cfg, out, json_path):
     """An experiment of the registry (minirev/experiments/): train, report, measure, draw.
 
-    Exit status 0, or 128 + the signal's number after Ctrl-C, SIGTERM or SIGHUP (130, 143, 129: as a
+    Exit status 0; 1 when a seed's worker process died (the other seeds' results are written); or
+    128 + the signal's number after Ctrl-C, SIGTERM or SIGHUP (130, 143, 129: as a
     shell reports them), once the results of the epochs done, the figures, the JSON and the checkpoint
     are written."""
     cfg = cfg.resolved()
@@ -61,6 +63,10 @@ def experiment(cfg, out, json_path):
             write_json(json_path, result)
             print(f"results: {json_path}")
         clean_up(out_dir, json_path)
+    if "lost" in result:            # a killed worker: the other seeds' results are written, the status says so
+        print("minirev: error: " + "; ".join(f"seed {r['seed']}: {r['why']}" for r in result["lost"])
+              + f"; the results of the other {len(runs)} seed(s) are written", file=sys.stderr)
+        return 1
     return 128 + signal.Signals[result["run"]["stopped_by"]] if result["interrupted"] else 0
 
 

@@ -258,6 +258,9 @@ def check_scheduler(address):
     if url.scheme == "tls":
         raise UsageError(f"--scheduler {address!r}: tls:// needs certificates, which minirev does not hand to "
                          "Dask; use tcp:// (over a private network or an SSH tunnel)")
+    if url.scheme == "inproc":
+        raise UsageError(f"--scheduler {address!r}: an inproc:// address lives inside one Python process; start "
+                         "the LocalCluster with protocol='tcp' and give its tcp:// address")
     if url.scheme != "tcp":
         raise UsageError(f"--scheduler {address!r}: the scheme must be tcp://, got "
                          f"{url.scheme + '://' if url.scheme else 'none'}: {example}")

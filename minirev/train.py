@@ -50,7 +50,7 @@ class Interrupts:
 
     The training loop looks at the flag between steps, so a stop never lands in the middle of an
     update or of a save; a command then exits with 128 + that number, as a shell reports a signal.
-    Nested blocks both see the signal. (Outside the main thread Python delivers no signals, so there
+    Nested blocks both see the signal, and an inner block starts with what the outer one heard. (Outside the main thread Python delivers no signals, so there
     is nothing to catch.)
     """
 
@@ -70,6 +70,8 @@ class Interrupts:
                 # a process started with a signal ignored (Ctrl-C in the background) keeps ignoring it
                 if signal.getsignal(signum) is not signal.SIG_IGN:
                     self._previous[signum] = signal.signal(signum, self._handler)
+        outer = [h.__self__ for h in self._previous.values() if isinstance(getattr(h, "__self__", None), Interrupts)]
+        self.requested = next((o.requested for o in outer if o.requested), 0)   # a signal heard before this block
         return self
 
     def __exit__(self, *exc):
