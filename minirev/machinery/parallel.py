@@ -41,7 +41,7 @@ from multiprocessing.connection import wait
 import numpy as np
 
 from ..errors import RunError, UsageError
-from ..train import Interrupts, Stopped
+from ..train import STOP_SIGNALS, Interrupts, Stopped
 from . import BLAS_VARS
 
 INSTALL_DASK = 'pip install "minirev[cluster]" (Dask distributed)'
@@ -101,7 +101,8 @@ def serve(conn, fn, errstate, parent):
 
     A stop signal only sets a flag here (it never lands inside a send): the run under way sees it
     between two steps (minirev/train.py), and returns what it has."""
-    signal.signal(signal.SIGINT, lambda signum, frame: None)    # (ignored while this process started)
+    for signum in STOP_SIGNALS:        # ignored while this process started; the parent repeats a stop
+        signal.signal(signum, lambda signum, frame: None)
     threading.Thread(target=watch_parent, args=(parent,), daemon=True).start()
     with Interrupts():
         try:
@@ -140,12 +141,14 @@ def run_processes(fn, items, jobs, on_message, partial):
     def start():
         here, there = spawn.Pipe()
         process = spawn.Process(target=serve, args=(there, fn, np.geterr(), os.getpid()), daemon=True)
-        ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)     # inherited: no Ctrl-C while it starts
+        # the stop signals ignored while it starts (a child inherits that): none of them ends it half-started
+        handlers = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
         try:
             with blas_environment(1):
                 process.start()
         finally:
-            signal.signal(signal.SIGINT, ignored)
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
         there.close()
         busy[here] = [process, None]
         give(here)
@@ -158,12 +161,10 @@ def run_processes(fn, items, jobs, on_message, partial):
         try:
             for _ in range(min(jobs, len(todo))):
                 start()
-            passed_on = False
             while any(job is not None for _, job in busy.values()):
-                if stop.requested and not passed_on:                 # every worker hears it
-                    passed_on = True
+                if stop.requested:            # every worker hears it (again: one still starting ignores it)
                     for process, job in busy.values():
-                        if job is not None:
+                        if job is not None and process.is_alive():
                             os.kill(process.pid, stop.requested if partial else signal.SIGKILL)
                     if not partial:
                         break
