@@ -122,6 +122,19 @@ def test_a_killed_worker_loses_only_its_item_and_every_worker_runs_one_blas_thre
     assert line == "seed 1235: its worker process was killed by SIGKILL", f"one line naming seed and signal: {line!r}"
 
 
+@pytest.mark.slow
+def test_two_workers_on_four_cores_give_the_serial_float64_bits(monkeypatch):
+    """The case that once differed: 4 cores (patched), 2 workers, float64, 2 seeds; now bit for bit."""
+    monkeypatch.setattr(parallel, "cores", lambda: 4)
+    cfg = RunConfig(epochs=2, seeds=2, dtype="float64")        # the default sizes: large enough for a BLAS to split
+    (serial, serial_runs), (side, side_runs) = (run_experiment(cfg.replace(jobs=j), out=None) for j in (1, 2))
+    assert serial["runs"] == side["runs"], "the per-seed histories of --jobs 2 differ from --jobs 1"
+    for a, b in zip(serial_runs, side_runs):
+        for name in a["model"].params:
+            assert (a["model"].params[name] == b["model"].params[name]).all(), (
+                f"seed {a['seed']}: parameter {name} differs between --jobs 1 and --jobs 2")
+
+
 def child_processes(pid):
     """The processes whose parent is `pid` (Linux's /proc)."""
     found = []

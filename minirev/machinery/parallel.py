@@ -44,7 +44,7 @@ from ..errors import RunError, UsageError
 from ..train import STOP_SIGNALS, Interrupts, Stopped
 from . import BLAS_VARS
 
-INSTALL_DASK = 'pip install "minirev[cluster]" (Dask distributed)'
+INSTALL_DASK = 'pip install "minirev[cluster]" (from a checkout: pip install -e ".[cluster]")'
 TIMEOUT = 30          # seconds the cluster may stay silent, or without a worker, before the run gives up
 
 
