@@ -25,7 +25,7 @@ from minirev.machinery import limits, parallel
 from minirev.machinery.parallel import Lost, lost_line, probe, run_all
 from minirev.running import run_experiment
 from minirev.train import Trainer
-from worker_items import blas_threads_or_die
+from worker_items import blas_threads_or_die, nap_and_say
 
 pytestmark = pytest.mark.cli
 
@@ -279,6 +279,24 @@ def test_a_cluster_without_workers_fails_in_a_bounded_time():
                                   silence_logs=50) as cluster:
         with pytest.raises(RunError, match="the cluster has no worker after 0.5 s"):
             parallel.dask_client(cluster.scheduler_address, timeout=0.5)
+
+
+@pytest.mark.slow                    # (a few seconds of CPU, but the cluster takes about 20 s to shut down)
+@pytest.mark.parametrize("lose", ["worker", "scheduler"])
+def test_a_worker_or_scheduler_lost_mid_run_ends_the_run_in_one_line(lose):
+    """One worker, one task: the worker (or the scheduler) goes away while it runs. The run does not wait for
+    it: the task comes back as a Lost saying why, once the cluster has been gone for the timeout. (A result
+    still on a lost worker is lost with it: Dask keeps results where they were computed until fetched.)"""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, processes=False, protocol="tcp", dashboard_address=None,
+                                  silence_logs=50) as cluster:
+        def take_away(message):                   # the long task has started: now lose the worker or scheduler
+            cluster.sync(cluster.workers[0].close if lose == "worker" else cluster.scheduler.close)
+        found = run_all(nap_and_say, [5], scheduler=cluster.scheduler_address, on_message=take_away,
+                        partial=True, timeout=0.5)
+    assert len(found) == 1 and isinstance(found[0], Lost), f"the task should come back as a Lost, got {found}"
+    assert "scheduler" in found[0].why and "\n" not in found[0].why, f"one line saying what went: {found[0].why!r}"
+    assert lost_line(found, [5]) == f"item 0: {found[0].why}", f"one line naming the item: {lost_line(found, [5])!r}"
 
 
 # ---- how many processes -----------------------------------------------------------------------

@@ -11,3 +11,12 @@ def blas_threads_or_die(item, report):
     if item == 1:
         os.kill(os.getpid(), signal.SIGKILL)
     return {v: os.environ.get(v) for v in BLAS_VARS}
+
+
+def nap_and_say(seconds, report):
+    """A task of `seconds` on a Dask worker; a long one says when it starts (the test then takes a worker away)."""
+    import time
+    if seconds:
+        report(("started", seconds))
+    time.sleep(seconds)
+    return seconds

@@ -274,7 +274,10 @@ STOP = "minirev: all runs done"
 def drain(queue, on_message):
     """In a thread of this process: hand every queued message to on_message until STOP arrives."""
     while True:
-        message = queue.get()
+        try:
+            message = queue.get()
+        except Exception:              # the scheduler is gone (CommClosedError): the run's loop says so
+            return
         if message == STOP:
             return
         on_message(message)
