@@ -20,6 +20,7 @@ from .gradcheck import check_model
 from .machinery.checkpoint import collides
 from .machinery.files import check_json_path, check_out_dir, remove_stale_temporaries, staged_writes, write_json
 from .machinery.limits import check_memory
+from .machinery.parallel import check_jobs
 from .model import Model
 from .plots import plot_bilinear, plot_cures
 from .report import bilinear_verdict, print_bilinear_table, print_report
@@ -144,6 +145,7 @@ def gradcheck(kinds, seed, tol):
 
 def cures(rows, seeds, seed, quick, jobs, out, json_path):
     """The cures from the literature side by side: the table, the accounts, one figure (minirev/cures.py)."""
+    check_jobs(jobs)
     out_dir, json_path = check_out_dir(out), check_json_path(json_path)
     start = time.perf_counter()
     result = run_cures(rows, seeds, seed, quick, jobs)

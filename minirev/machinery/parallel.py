@@ -36,6 +36,7 @@ import threading
 import time
 import urllib.parse
 from contextlib import contextmanager
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 
 import numpy as np
@@ -79,14 +80,11 @@ def blas_environment(threads):
                 os.environ[var] = value
 
 
+@dataclass
 class Lost:
     """An item whose run did not come back (its process was killed, its worker lost): why, in one line."""
-
-    def __init__(self, index, why):
-        self.index, self.why = index, why
-
-    def __repr__(self):
-        return f"Lost({self.index}, {self.why!r})"
+    index: int
+    why: str
 
 
 def lost_line(lost, items, name=None):
@@ -127,8 +125,7 @@ def watch_parent(parent, every=0.5):
 def died(process):
     process.join()
     code = process.exitcode
-    return f"its worker process was killed by {signal.Signals(-code).name}" if code < 0 else \
-        f"its worker process exited with status {code}"
+    return f"its worker process {f'was killed by {signal.Signals(-code).name}' if code < 0 else f'exited with {code}'}"
 
 
 def run_processes(fn, items, jobs, on_message, partial):
@@ -214,12 +211,7 @@ def probe(address, timeout=TIMEOUT):
     fix = "start one with 'dask scheduler' and give the address it prints"
     try:
         with socket.create_connection((url.hostname, url.port), timeout=timeout) as sock:
-            head = b""
-            while len(head) < 8:
-                chunk = sock.recv(8 - len(head))
-                if not chunk:
-                    break
-                head += chunk
+            head = sock.recv(8, socket.MSG_WAITALL)             # all 8, unless it hangs up first
     except socket.timeout:
         raise RunError(f"--scheduler {address}: no Dask scheduler answered within {timeout:g} s (something "
                        f"accepts connections there but says nothing); {fix}") from None
