@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import sys
+import threading
 
 import numpy as np
 
@@ -262,8 +263,9 @@ def main(argv=None):
     if sys.stdout is None:          # started with stdout closed (>&-): the lines go nowhere, the files still
         sys.stdout = open(os.devnull, "w")
     stdout, sys.stdout = sys.stdout, Lines(sys.stdout)
+    main_thread = threading.current_thread() is threading.main_thread()      # (the only one signals reach)
     previous = {signum: signal.signal(signum, stop_signal) for signum in STOP_SIGNALS
-                if signal.getsignal(signum) is not signal.SIG_IGN}
+                if main_thread and signal.getsignal(signum) is not signal.SIG_IGN}
     try:
         args = parse(argv)
         # overflow inside NumPy is not an error here: a diverging run is caught (and named) by the
