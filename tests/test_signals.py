@@ -213,6 +213,45 @@ def test_sigterm_to_a_real_jobs_parent_leaves_no_process(tmp_path):
     assert not left, f"processes of the run outlived it: {left}"
 
 
+def start_jobs_run(tmp_path, seeds):
+    """A real `--seeds N --jobs 2` run in its own process group, once both workers train: (process, workers)."""
+    cmd = [sys.executable, "-m", "minirev.demo", "reversal", *TINY, "--epochs", "3000", "--seeds", str(seeds),
+           "--jobs", "2", "--json", "r.json", "--out", "figs"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    for line in proc.stdout:
+        if line.startswith(f"{seeds} runs, epoch"):
+            break
+    return proc, child_processes(proc.pid)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the workers through Linux's /proc")
+def test_ctrl_c_to_the_process_group_ends_every_process_without_a_traceback(tmp_path):
+    proc, workers = start_jobs_run(tmp_path, seeds=3)
+    os.killpg(proc.pid, signal.SIGINT)                        # what a terminal's Ctrl-C does
+    _, err = proc.communicate()
+    assert proc.returncode == 130 and "Traceback" not in err, f"want exit 130, no traceback; got {proc.returncode}:\n{err}"
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["interrupted"] is True, "the JSON says the run was interrupted"
+    assert not [pid for pid in workers if alive(pid)], "a worker outlived the run"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the workers through Linux's /proc")
+def test_a_killed_worker_is_one_line_and_the_other_seed_is_written(tmp_path):
+    proc, workers = start_jobs_run(tmp_path, seeds=2)
+    os.kill(max(workers), signal.SIGKILL)                     # the second worker started: seed 1235's
+    proc.send_signal(signal.SIGTERM)                          # and the other stops early, as it would finish
+    _, err = proc.communicate()
+    assert proc.returncode == 1 and err.count("\n") == 1 and "killed by SIGKILL" in err, (
+        f"one line naming the seed and the signal, exit 1; got {proc.returncode}:\n{err}")
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert [r["seed"] for r in result["runs"]] == [1234] and result["lost"][0]["seed"] == 1235, (
+        f"seed 1234 is written, 1235 listed as lost: runs {[r['seed'] for r in result['runs']]}, "
+        f"lost {result.get('lost')}")
+
+
 # ---- the cluster ----------------------------------------------------------------------------
 
 BAD_ADDRESSES = ["foo://127.0.0.1:1", "tcp://", "", "inproc://x", "ucx://127.0.0.1:1", "tls://127.0.0.1:1",

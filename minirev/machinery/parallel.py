@@ -170,8 +170,7 @@ def run_processes(fn, items, jobs, on_message, partial):
                     try:
                         kind, value = conn.recv()
                     except (EOFError, OSError):                      # the worker died with this item
-                        if not stop.requested:
-                            results[index] = Lost(index, died(process))
+                        results[index] = Lost(index, died(process))
                         del busy[conn]
                         if todo and not stop.requested and not errors:
                             start()
