@@ -15,6 +15,18 @@ import sys
 
 from .machinery import BLAS_VARS  # noqa: E402  (no NumPy there: it must come first)
 
+if sys.argv[:1] == ["-m"]:
+    # `python -m minirev.demo` is loading us (Python sets argv[0] to "-m" until the module is found): Ctrl-C,
+    # SIGTERM or SIGHUP now ends it in one line, not a traceback; the command line's main() takes over.
+    import signal
+
+    def _loading(signum, frame):
+        os.write(2, f"\nminirev: interrupted by {signal.Signals(signum).name} while starting\n".encode())
+        os._exit(128 + signum)
+    for _signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(_signum) is not signal.SIG_IGN:
+            signal.signal(_signum, _loading)
+
 if "numpy" not in sys.modules:
     # The models here are small: their matrix products run as fast on one BLAS thread, and a
     # multi-threaded BLAS slows down many times over when the machine is busy with other work.

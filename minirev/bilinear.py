@@ -18,9 +18,9 @@ never the FIRST token of a training sentence.
 import numpy as np
 
 from .backend import to_backend, to_numpy
-from .errors import UsageError
+from .errors import UsageError, whole
 from .layers import cross_entropy_backward, cross_entropy_forward
-from .model import Model
+from .model import Model, check_size
 from .optim import SGD, AdamW
 from .trace import Terms
 
@@ -36,11 +36,13 @@ class Bilinear(Model):
             raise UsageError(f"bilinear: vocabulary size must be an integer >= 2, got {vocab_size!r}")
         if dim is not None and (not isinstance(dim, (int, np.integer)) or dim < 1):
             raise UsageError(f"bilinear: embedding dimension must be an integer >= 1 (or None for one-hot), got {dim!r}")
+        d = vocab_size if dim is None else dim
+        check_size("bilinear", vocab_size * d + d * d, "use a smaller vocabulary or embedding dimension")
+        seed = whole("bilinear", "seed", seed)
         if dim is None:
             U = np.eye(vocab_size)                                              # (m, m) one-hot
         else:
             U = np.random.default_rng(seed).standard_normal((vocab_size, dim)) / np.sqrt(dim)  # (m, d)
-        d = U.shape[1]
         super().__init__({"Theta": np.zeros((d, d))}, vocab_size, dtype, backend,
                          config=dict(vocab_size=vocab_size, dim=dim, seed=seed))
         self.U_host = U

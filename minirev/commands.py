@@ -5,6 +5,8 @@ found and returns an exit status; ``minirev/demo.py`` only parses and dispatches
 """
 import math
 import os
+import signal
+import sys
 import time
 
 import numpy as np
@@ -19,6 +21,7 @@ from .machinery.checkpoint import collides
 from .machinery.files import remove_stale_temporaries, staged_writes, write_json
 from .machinery.paths import check_figures, check_json_path, check_out_dir
 from .machinery.limits import check_memory
+from .machinery.parallel import check_jobs
 from .model import Model
 from .plots import plot_bilinear, plot_cures
 from .report import bilinear_verdict, print_bilinear_table, print_report
@@ -29,8 +32,10 @@ from .train import Interrupts
 def experiment(cfg, out, json_path):
     """An experiment of the registry (minirev/experiments/): train, report, measure, draw.
 
-    Exit status 0, or 130 after Ctrl-C (as a shell reports SIGINT), once the results of the epochs
-    done, the figures, the JSON and the checkpoint are written."""
+    Exit status 0; 1 when a seed's worker process died (the other seeds' results are written); or
+    128 + the signal's number after Ctrl-C, SIGTERM or SIGHUP (130, 143, 129: as a
+    shell reports them), once the results of the epochs done, the figures, the JSON and the checkpoint
+    are written."""
     cfg = cfg.resolved()
     if not cfg.scheduler:               # on a cluster, the workers need the backend, not this machine
         get_xp(cfg.backend)
@@ -61,7 +66,11 @@ def experiment(cfg, out, json_path):
             write_json(json_path, result)
             print(f"results: {json_path}")
         clean_up(out_dir, json_path)
-    return 130 if result["interrupted"] else 0
+    if "lost" in result:            # a killed worker: the other seeds' results are written, the status says so
+        print("minirev: error: " + "; ".join(f"seed {r['seed']}: {r['why']}" for r in result["lost"])
+              + f"; the results of the other {len(runs)} seed(s) are written", file=sys.stderr)
+        return 1
+    return 128 + signal.Signals[result["run"]["stopped_by"]] if result["interrupted"] else 0
 
 
 def clean_up(out_dir, json_path):
@@ -139,6 +148,7 @@ def gradcheck(kinds, seed, tol):
 
 def cures(rows, seeds, seed, quick, jobs, out, json_path):
     """The cures from the literature side by side: the table, the accounts, one figure (minirev/cures.py)."""
+    check_jobs(jobs)
     out_dir, json_path = check_out_dir(out), check_json_path(json_path)
     check_figures(out_dir, "cures", json_path)
     start = time.perf_counter()

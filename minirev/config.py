@@ -15,6 +15,7 @@ counts as given.
 import difflib
 import math
 import typing
+import urllib.parse
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Optional
 
@@ -150,6 +151,8 @@ class RunConfig:
                                  + did_you_mean(str(value), choices(f)))
         if (self.save or self.resume) and self.seeds > 1:
             raise UsageError("--save and --resume keep one run: use them with --seeds 1")
+        if self.scheduler is not None:
+            check_scheduler(self.scheduler)
         if self.scheduler and (self.save or self.resume or self.trace):
             raise UsageError("--save, --resume and --trace work in this process: use them without --scheduler")
         Experiment.registry[self.experiment].check(self)
@@ -242,6 +245,27 @@ RunConfig.__init__ = _init_recording_given(RunConfig.__init__)
 # the defaults of RunConfig are the same except for the size and the epochs. `--paper` selects it.
 PAPER = dict(model="gpt", layers=24, width=768, heads=12, pos="absolute", dropout=0.1, tied=False, epochs=3000,
              lr=0.01, weight_decay=0.01, batch_size=64, vocab=800, entity_len=1, seed=1234)
+
+
+def check_scheduler(address):
+    """A Dask scheduler's address, tcp://HOST:PORT, or a one-line UsageError saying what is wrong with it."""
+    example = "give the address 'dask scheduler' prints, e.g. tcp://HOST:8786"
+    try:
+        url = urllib.parse.urlsplit(address)
+        host, port = url.hostname, url.port
+    except ValueError as e:                     # 'tcp://[::1' (an unclosed IPv6 bracket), ':notaport'
+        raise UsageError(f"--scheduler {address!r} is not an address ({e}): {example}") from None
+    if url.scheme == "tls":
+        raise UsageError(f"--scheduler {address!r}: tls:// needs certificates, which minirev does not hand to "
+                         "Dask; use tcp:// (over a private network or an SSH tunnel)")
+    if url.scheme == "inproc":
+        raise UsageError(f"--scheduler {address!r}: an inproc:// address lives inside one Python process; start "
+                         "the LocalCluster with protocol='tcp' and give its tcp:// address")
+    if url.scheme != "tcp":
+        raise UsageError(f"--scheduler {address!r}: the scheme must be tcp://, got "
+                         f"{url.scheme + '://' if url.scheme else 'none'}: {example}")
+    if not host or port is None or port == 0 or url.path or url.query or url.fragment:
+        raise UsageError(f"--scheduler {address!r} needs a host and a port and nothing else: {example}")
 
 
 def to_flag(name):

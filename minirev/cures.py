@@ -138,7 +138,8 @@ def run_tasks(tasks, jobs=1, out=None, what="cures"):
     a progress line per finished task (report.TaskProgress: rewritten in place on a terminal)."""
     display = TaskProgress(out, len(tasks), what)
     try:
-        return run_all(_run_task, tasks, jobs=jobs, on_message=display)
+        return run_all(_run_task, tasks, jobs=jobs, on_message=display,
+                       name=lambda task: f"row {task['row']}, seed {task['seed']}")
     finally:
         display.close()
 

@@ -13,7 +13,9 @@ import difflib
 import math
 import os
 import re
+import signal
 import sys
+import threading
 
 import numpy as np
 
@@ -26,6 +28,7 @@ from .experiments import Experiment
 from .gradcheck import DEFAULT_TOL
 from .machinery.parallel import cores
 from .model import DTYPES, Model
+from .train import STOP_SIGNALS, stop_signal
 from ._version import __version__
 
 PROG = "python -m minirev.demo"
@@ -232,13 +235,46 @@ def where_failed(e):
     except FileNotFoundError:
         return "the working folder no longer exists (deleted?): cd into a folder that does"
     return ""
+class Lines:
+    """stdout that goes quiet when its reader leaves (``| head -3``): the run goes on and still writes its
+    checkpoint, figures and JSON; the lines it prints from then on go to /dev/null."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text):
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            self.reader_left()
+            return len(text)
+
+    def flush(self):
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self.reader_left()
+
+    def reader_left(self):
+        devnull = os.open(os.devnull, os.O_WRONLY)          # the descriptor itself: Python flushes it at exit
+        os.dup2(devnull, self.stream.fileno())
+        os.close(devnull)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
 
 
 def main(argv=None):
+    """Run the command line; returns the exit status. SIGTERM and SIGHUP are handled like Ctrl-C: during
+    training they stop it between two steps (minirev/train.py), before it they end the run in one line."""
     if sys.stdout is None:          # started with stdout closed (>&-): the lines go nowhere, the files still
         sys.stdout = open(os.devnull, "w")
-    args = parse(argv)
+    stdout, sys.stdout = sys.stdout, Lines(sys.stdout)
+    main_thread = threading.current_thread() is threading.main_thread()      # (the only one signals reach)
+    previous = {signum: signal.signal(signum, stop_signal) for signum in STOP_SIGNALS
+                if main_thread and signal.getsignal(signum) is not signal.SIG_IGN}
     try:
+        args = parse(argv)
         # overflow inside NumPy is not an error here: a diverging run is caught (and named) by the
         # training loop's finite-loss check, so NumPy's own warnings would only add noise
         with np.errstate(all="ignore"):
@@ -249,9 +285,15 @@ def main(argv=None):
     except OSError as e:
         print(f"minirev: error: {e.strerror or e}: {e.filename or where_failed(e)}".rstrip(": "), file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("\nminirev: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"\nminirev: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        sys.stdout.flush()
+        sys.stdout = stdout
 
 
 if __name__ == "__main__":

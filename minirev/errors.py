@@ -5,6 +5,7 @@ prints that line (no traceback) and exits with the error's ``exit_code``:
 2 for a usage error (the request itself is wrong), 1 for a runtime error
 (the request was fine, but running it failed, e.g. the loss became NaN).
 """
+import numbers
 
 
 class MinirevError(Exception):
@@ -26,3 +27,10 @@ def readable(nbytes):
         if nbytes >= size:
             return f"{nbytes / size:.3g} {unit}" if nbytes < 1e15 else f"{nbytes:.2g} bytes"
     return f"{nbytes:.0f} bytes"
+
+
+def whole(owner, name, value, minimum=0):
+    """`value` as an int, or a one-line UsageError naming `owner` (e.g. "gpt") and `name` (e.g. "seed")."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise UsageError(f"{owner}: {name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)

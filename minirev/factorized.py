@@ -16,7 +16,8 @@ receives nothing; here it can, once the factors have learned correlations.
 """
 import numpy as np
 
-from .errors import UsageError
+from .errors import UsageError, whole
+from .model import check_size
 from .one_layer import OneLayer
 
 
@@ -26,10 +27,9 @@ class Factorized(OneLayer):
     decoder_names = ("W_V", "W_O")
 
     def __init__(self, vocab_size, rank=None, seed=0, init_scale=0.01, dtype=np.float32, backend="numpy"):
-        M = int(vocab_size)
-        R = M if rank is None else rank
-        if M < 2 or not isinstance(R, (int, np.integer)) or R < 1:
-            raise UsageError(f"{self.kind}: vocab_size must be >= 2 and rank >= 1, got {vocab_size!r}, {rank!r}")
+        M, seed = whole(self.kind, "vocab_size", vocab_size, minimum=2), whole(self.kind, "seed", seed)
+        R = M if rank is None else whole(self.kind, "rank", rank, minimum=1)
+        check_size(self.kind, 2 * M * R + M * M, "use a smaller vocabulary or rank")
         if not init_scale > 0:
             raise UsageError(f"{self.kind}: init_scale must be > 0 (W_V = W_O = 0 is a saddle: "
                              f"neither factor would ever move), got {init_scale}")

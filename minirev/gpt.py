@@ -19,14 +19,14 @@ import math
 import numpy as np
 
 from .backend import to_backend
-from .errors import UsageError
+from .errors import UsageError, whole
 from .layers import (attention_backward, attention_forward, cross_entropy_backward, cross_entropy_forward,
                      dropout_backward, dropout_forward, dropout_mask, embedding_backward, embedding_forward,
                      gelu_backward, gelu_forward, layernorm_backward, layernorm_forward, linear_backward,
                      linear_forward, position_embedding_backward, position_embedding_forward, residual_backward,
                      residual_forward, rotary_tables, unembedding_backward, unembedding_forward)
 from . import gpt_trace
-from .model import Model
+from .model import Model, check_size
 from .optim import SGD, AdamW
 
 POS = ("none", "absolute", "rotary")
@@ -94,8 +94,9 @@ class GPT(Model):
                  dropout=0.1, entity_len=1, seed=0, tied=False, dtype=np.float32, backend="numpy"):
         for name, value in (("vocab_size", vocab_size), ("layers", layers), ("width", width),
                             ("heads", heads), ("max_len", max_len), ("entity_len", entity_len)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise UsageError(f"gpt: {name} must be an integer >= 1, got {value!r}")
+        seed = whole("gpt", "seed", seed)
         if width % heads:
             raise UsageError(f"gpt: width {width} is not divisible by heads {heads}; choose a "
                              f"width that is a multiple of {heads} (e.g. {heads * -(-width // heads)})")
@@ -107,6 +108,8 @@ class GPT(Model):
         if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
             raise UsageError(f"gpt: dropout must be a number in [0, 1), got {dropout!r}; "
                              "e.g. 0.1, or 0 for none")
+        check_size("gpt", self.count(vocab_size, max_len, width, layers, tied),
+                   "use a smaller width, layers or vocabulary")
         config = dict(vocab_size=int(vocab_size), layers=int(layers), width=int(width), heads=int(heads),
                       pos=pos, max_len=int(max_len), dropout=float(dropout),
                       entity_len=int(entity_len), seed=seed, tied=bool(tied))
@@ -153,8 +156,11 @@ class GPT(Model):
 
     @classmethod
     def parameter_count(cls, cfg, V, P):
-        C = cfg.width
-        return V * C * (1 if cfg.tied else 2) + P * C + cfg.layers * (12 * C ** 2 + 13 * C) + 2 * C
+        return cls.count(V, P, cfg.width, cfg.layers, cfg.tied)
+
+    @staticmethod
+    def count(V, P, C, layers, tied):  # the parameters of GPT(V, layers, C, max_len=P, tied=tied)
+        return V * C * (1 if tied else 2) + P * C + layers * (12 * C ** 2 + 13 * C) + 2 * C
 
     @classmethod
     def activation_count(cls, cfg, B, V, P):

@@ -21,10 +21,12 @@ the trace's ``watch(pairs, name)``, ``trace_title(pairs, name)`` and
 ``trace_terms(tokens, pairs, optimizer, name)``, where ``pairs`` is a list of
 (trained sentence, never-trained reverse sentence) and ``name`` labels a sentence.
 """
+import os
+
 import numpy as np
 
 from .backend import get_xp, to_backend, to_numpy
-from .errors import UsageError
+from .errors import UsageError, readable
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -38,6 +40,19 @@ def float_dtype(dtype, kind):
     if dtype is None or dtype.name not in DTYPES:
         raise UsageError(f"{kind}: dtype must be float32 or float64, got {dtype!r}")
     return dtype
+
+
+def check_size(kind, numbers, fix):
+    """Refuse, before allocating, a model whose parameters would not fit in half this machine's memory.
+
+    A number costs 24 bytes: float64 on the host, where it is drawn, then the training copy and its gradient."""
+    try:
+        limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):           # not a POSIX system: assume 8 GiB
+        limit = 4 * 2 ** 30
+    if 24 * numbers > limit:
+        raise UsageError(f"{kind}: {numbers:.3g} parameters would need about {readable(24 * numbers)}, over half "
+                         f"this machine's memory ({readable(limit)}): {fix}")
 
 
 class FlatParams(dict):
@@ -161,7 +176,11 @@ class Model:
 
     def check_tokens(self, tokens):
         """Token ids as a host int array, each inside the vocabulary."""
-        tokens = np.asarray(tokens)
+        try:
+            tokens = np.asarray(tokens)
+        except ValueError:                 # NumPy refuses lists of different lengths
+            raise UsageError(f"{self.kind}: tokens must be a 2-d integer array (sentences x positions), got "
+                             "sentences of different lengths: pad or group them by length") from None
         if tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer):
             raise UsageError(f"{self.kind}: tokens must be a 2-d integer array (sentences x positions), "
                              f"got shape {tokens.shape} of {tokens.dtype}")

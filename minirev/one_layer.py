@@ -27,10 +27,10 @@ M = vocabulary size.
 import numpy as np
 
 from .backend import to_backend, to_numpy
-from .errors import UsageError
+from .errors import UsageError, whole
 from .layers import (cross_entropy_backward, cross_entropy_forward, l2norm_backward, l2norm_forward,
                      softmax_backward, token_attention_backward, token_attention_forward)
-from .model import Model
+from .model import Model, check_size
 from .optim import SGD, AdamW
 
 
@@ -47,11 +47,10 @@ class OneLayer(Model):
     decoder_names = ("Y",)      # the parameters that make the decoder Y
 
     def __init__(self, vocab_size, seed=0, init_scale=0.0, dtype=np.float32, backend="numpy"):
-        if int(vocab_size) < 2:
-            raise UsageError(f"one-layer: vocab_size must be at least 2, got {vocab_size}")
+        M, seed = whole(self.kind, "vocab_size", vocab_size, minimum=2), whole(self.kind, "seed", seed)
+        check_size(self.kind, 2 * M * M, "use a smaller vocabulary")
         if not init_scale >= 0:
             raise UsageError(f"one-layer: init_scale must be >= 0 (0 = a zero start), got {init_scale}")
-        M = int(vocab_size)
         super().__init__(self.initial_params(M, seed, init_scale), M, dtype=dtype, backend=backend,
                          config=dict(vocab_size=M, seed=seed, init_scale=init_scale))
 

@@ -13,17 +13,18 @@ import math
 import os
 import platform
 import re
+import signal
 import time
 
 import numpy as np
 
 from .config import RunConfig
-from .errors import UsageError
+from .errors import RunError, UsageError
 from .experiments import Experiment
 from .machinery.checkpoint import RunFolder, check_folders, load_run
 from .machinery.limits import check_run_memory, check_seed
 from .machinery import BLAS_VARS
-from .machinery.parallel import blas_threads, cores, run_all
+from .machinery.parallel import Lost, blas_threads, check_jobs, cores, lost_line, run_all
 from .measures import alphabet_rank, held_out_pairs
 from .model import Model
 from .report import progress, say
@@ -198,14 +199,21 @@ def run_experiment(cfg, out=print):
     display = progress(out, cfg.epochs, seeds)
     start = time.perf_counter()
     jobs = 1 if cfg.trace or cfg.save or cfg.resume else cfg.jobs   # these run here, in order
+    work = [(cfg, s, s == seeds[0], out if cfg.trace else None) for s in seeds]
     try:
-        runs = run_all(train_seed, [(cfg, s, s == seeds[0], out if cfg.trace else None) for s in seeds], jobs=jobs,
-                       scheduler=cfg.scheduler, on_message=display,
-                       stop_when=lambda run: run["interrupted"] or run["stop"])
+        runs = run_all(train_seed, work, jobs=jobs, scheduler=cfg.scheduler, on_message=display,
+                       stop_when=lambda run: run["interrupted"] or run["stop"], partial=True)
     finally:
         display.close()
+    lost = [r for r in runs if isinstance(r, Lost)]            # a killed worker, a lost cluster: the others stay
+    runs = [r for r in runs if not isinstance(r, Lost)]
+    for r in runs:          # a cluster may serialise a result's values apart: the trainer's model is the run's
+        r["trainer"].model = r["model"]
+    if not runs:
+        raise RunError(lost_line(lost, work, seed_name) + ": no run finished")
     # a Ctrl-C that came during the last seed's final save lost nothing; one that stopped a seed early did
-    interrupted = any(r["interrupted"] for r in runs) or len(runs) < len(seeds)
+    interrupted = any(r["interrupted"] for r in runs) or len(runs) + len(lost) < len(seeds)
+    signum = next((r["stop"] for r in runs if r["stop"]), signal.SIGINT) if interrupted else 0
     if interrupted:
         trainer = min((r["trainer"] for r in runs), key=lambda t: (t.epoch, t.batch))
         say(out, f"\ninterrupted at epoch {trainer.epoch}" + (f", step {trainer.batch} of epoch "
@@ -222,23 +230,33 @@ def run_experiment(cfg, out=print):
                   history=[json_keys(h) for h in _mean_history([r["trainer"].history for r in runs])],
                   runs=[dict(seed=r["seed"], final=f, history=[json_keys(h) for h in r["trainer"].history])
                         for r, f in zip(runs, finals)])
+    if lost:
+        result["lost"] = [dict(seed=work[r.index][1], why=r.why) for r in lost]
     if runs[0]["trace"] is not None:
         result["trace"] = runs[0]["trace"].records
-    result["run"] = dict(seconds=time.perf_counter() - start, **{k: getattr(cfg, k) for k in paths},   # last
+    result["run"] = dict(seconds=time.perf_counter() - start, stopped_by=signal.Signals(signum).name if signum else None,
+                         **{k: getattr(cfg, k) for k in paths},   # last
                          environment=environment(worker_threads=blas_threads(min(jobs, len(seeds)))
                                                  if jobs > 1 and len(seeds) > 1 and not cfg.scheduler else None))
     return result, runs
 
 
+def seed_name(work):
+    return f"seed {work[1]}"
+
+
 def check_run(cfg):
-    """What can be refused before any work: sizes, seeds, and a --save over another run's checkpoint."""
+    """What can be refused before any work: sizes (in every process), seeds, the processes, and a --save
+    over another run's checkpoint."""
     check_seed(cfg.seed, cfg.seeds)
-    check_run_memory(cfg)
     fastest = max(cfg.lr, cfg.lr_z or 0)
     if cfg.optimizer == "adamw" and "weight_decay" in cfg.given() and fastest * cfg.weight_decay >= 1:
         raise UsageError(f"--weight-decay {cfg.weight_decay:g} with --lr {fastest:g}: AdamW multiplies every weight by "
                          f"1 - lr x weight decay = {1 - fastest * cfg.weight_decay:g} at each step, which zeroes or "
                          f"flips them and diverges; use a weight decay below 1 / lr = {1 / fastest:g}")
+    processes = 1 if cfg.scheduler else min(cfg.jobs, cfg.seeds)
+    check_jobs(processes)
+    check_run_memory(cfg, processes)
     if cfg.save_every and not (cfg.save or cfg.resume):
         raise UsageError("--save-every saves checkpoints, but no folder was given: add --save DIR")
     check_folders(cfg.save, cfg.resume, cfg.overwrite)

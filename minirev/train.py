@@ -10,8 +10,8 @@ evaluation group of the dataset and the validation NLL.
 
 The trainer's position is (epoch, batch within the epoch, step, the generator
 states): a checkpoint taken anywhere, even mid-epoch, continues bit for bit.
-Under :class:`Interrupts`, Ctrl-C only sets a flag, and the loop stops between
-two steps (never inside an update) by raising KeyboardInterrupt.
+Under :class:`Interrupts`, Ctrl-C (or SIGTERM, SIGHUP) only sets a flag, and the loop
+stops between two steps (never inside an update) by raising KeyboardInterrupt.
 
 A :class:`~minirev.trace.Trace` passed as ``trace`` is told before and after
 every step, and explains each update (``minirev/trace.py``).
@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from .backend import to_numpy
-from .errors import RunError, UsageError
+from .errors import RunError, UsageError, whole
 from .layers import cross_entropy_forward
 
 DIVERGED = 100        # a loss above DIVERGED x log|V| (a uniform guess) means training blew up
@@ -41,43 +41,72 @@ def evaluate(model, tokens):
     return float(nll), float(correct.mean())
 
 
-class Interrupts:
-    """Inside ``with Interrupts() as ctrl_c:``, Ctrl-C sets ctrl_c.requested instead of raising.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
-    The training loop looks at the flag between steps, so an interrupt never
-    lands in the middle of an update or of a save. (Outside the main thread
-    Python delivers no signals, so there is nothing to catch.)
+
+class Interrupts:
+    """Inside ``with Interrupts() as stop:``, Ctrl-C, SIGTERM and SIGHUP set stop.requested to the
+    signal's number instead of ending the process.
+
+    The training loop looks at the flag between steps, so a stop never lands in the middle of an
+    update or of a save; a command then exits with 128 + that number, as a shell reports a signal.
+    Nested blocks both see the signal, and an inner block starts with what the outer one heard. (Outside the main thread Python delivers no signals, so there
+    is nothing to catch.)
     """
 
     def __init__(self):
-        self.requested = False
-        self._previous = None
+        self.requested = 0
+        self._previous = {}
 
     def _handler(self, signum, frame):
-        self.requested = True
+        self.requested = signum
+        outer = self._previous.get(signum)
+        if isinstance(getattr(outer, "__self__", None), Interrupts):      # an enclosing block hears it too
+            outer(signum, frame)
 
     def __enter__(self):
-        # a process started with Ctrl-C ignored (e.g. in the background) keeps ignoring it
-        if threading.current_thread() is threading.main_thread() \
-                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                # a process started with a signal ignored (Ctrl-C in the background) keeps ignoring it
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    self._previous[signum] = signal.signal(signum, self._handler)
+        outer = [h.__self__ for h in self._previous.values() if isinstance(getattr(h, "__self__", None), Interrupts)]
+        self.requested = next((o.requested for o in outer if o.requested), 0)   # a signal heard before this block
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
-def _whole(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise UsageError(f"Trainer: {name} must be a whole number >= 1, got {value!r}")
-    return int(value)
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP outside an Interrupts block: raised like Ctrl-C's KeyboardInterrupt, with the signal."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def stop_signal(signum, frame):
+    """A signal handler: end what is running as Ctrl-C does (the command line installs it for every STOP_SIGNAL)."""
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Stopped(signum)
+
+
+def _whole(name, value, minimum=1):
+    return whole("Trainer", name, value, minimum)
 
 
 class Trainer:
     """Trains `model` on `dataset.train` with `optimizer`; the state it keeps is all a resume needs."""
 
     def __init__(self, model, optimizer, dataset, batch_size=None, seed=0, eval_every=1, trace=None):
+        for name, value, needs in (("model", model, "loss_and_grads"), ("optimizer", optimizer, "step"),
+                                   ("dataset", dataset, "train")):
+            if not hasattr(value, needs):
+                raise UsageError(f"Trainer: {name} has no .{needs}, got {type(value).__name__}: e.g. "
+                                 "Trainer(make_model(cfg, data), make_optimizer(cfg), make_dataset(cfg))")
         self.model, self.optimizer, self.dataset = model, optimizer, dataset
         n = len(dataset.train)
         if n == 0:
@@ -86,7 +115,8 @@ class Trainer:
         self.eval_every = _whole("eval_every", eval_every)
         self.trace = trace
         # Two independent streams from one seed: minibatch order and dropout masks.
-        self.shuffle_rng, self.dropout_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+        seeds = np.random.SeedSequence(_whole("seed", seed, minimum=0)).spawn(2)
+        self.shuffle_rng, self.dropout_rng = (np.random.default_rng(s) for s in seeds)
         self.epoch = 0                 # epochs completed
         self.batch = 0                 # steps done in the epoch under way
         self.epoch_start = None        # shuffle_rng's state when that epoch drew its order
@@ -155,6 +185,7 @@ class Trainer:
         is called after each evaluation (progress lines), on_epoch(trainer) after every epoch
         (checkpoints). stop() is asked between steps and epochs: True raises KeyboardInterrupt.
         """
+        epochs = _whole("epochs", epochs, minimum=0)
         if not self.history:
             self.history.append(self.evaluate())
         elif self.history[-1]["epoch"] == self.epoch < epochs and self.batch == 0 and self.epoch % self.eval_every:

@@ -53,7 +53,7 @@ def check_model_memory(kind, config, itemsize, path):
 
 # --------------------------------------------------------------------------- a whole run
 
-def check_run_memory(cfg):
+def check_run_memory(cfg, processes=1):
     """Refuse a configuration whose model (with gradients and optimiser moments) and one batch of
     activations would not fit; the data generators check their own tables (minirev/data.py).
 
@@ -66,8 +66,9 @@ def check_run_memory(cfg):
     activations = model.activation_count(cfg, min(cfg.batch_size, n), V, P)
     # parameters, gradients, AdamW's two moments, a float64 copy of the logits when evaluating
     nbytes = itemsize * (4 * params + activations) + 8 * n * V
-    check_memory(f"--model {cfg.model} with this configuration ({params:.3g} parameters)", nbytes,
-                 "use a smaller --vocab, --width, --layers or --batch-size")
+    each = f" in each of {processes} processes" if processes > 1 else ""          # (--jobs: one model a process)
+    check_memory(f"--model {cfg.model} with this configuration ({params:.3g} parameters{each})", processes * nbytes,
+                 "use a smaller --vocab, --width, --layers or --batch-size" + (", or fewer --jobs" if each else ""))
 
 
 def check_seed(seed, count=1):
