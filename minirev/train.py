@@ -47,13 +47,17 @@ def evaluate_groups(model, groups):
     for T in sorted(lengths):
         named = {name: np.asarray(tokens) for name, tokens in groups.items() if len(tokens) and np.shape(tokens)[1] == T}
         rows, where = np.unique(np.concatenate(list(named.values())), axis=0, return_inverse=True)   # (n, T), (N,)
-        logits = to_numpy(model.logits(rows)).astype(np.float64)[where.ravel()]   # (N, L, V) each group's rows
+        logits = to_numpy(model.logits(rows)).astype(np.float64)                 # (n, L, V)
+        n, L, V = logits.shape
+        targets = rows[:, -L:]                                                   # (n, L)
+        _, (_, shifted, logz, _) = cross_entropy_forward(np, logits.reshape(n * L, V), targets.reshape(-1))
+        # the loss's own terms, logz - the right answer's logit, averaged over each sentence's L answer tokens
+        nll = (logz - shifted[np.arange(n * L), targets.reshape(-1)]).reshape(n, L).mean(1)    # (n,)
+        correct = (logits.argmax(-1) == targets).all(axis=1)                    # (n,)
         start = 0
         for name, tokens in named.items():
-            part, start = logits[start:start + len(tokens)], start + len(tokens)   # (N_group, L, V)
-            targets = tokens[:, -part.shape[1]:]                                   # (N_group, L)
-            nll, _ = cross_entropy_forward(np, part.reshape(-1, part.shape[-1]), targets.reshape(-1))
-            results[name] = float(nll), float((part.argmax(-1) == targets).all(axis=1).mean())
+            mine, start = where.ravel()[start:start + len(tokens)], start + len(tokens)   # the group's rows
+            results[name] = float(nll[mine].mean()), float(correct[mine].mean())
     return {name: results[name] for name in groups}
 
 
