@@ -37,6 +37,7 @@ whose share is given by the "after imports" line under the table. With
 --backend cupy the GPU memory pool's size after the run is reported as well.
 """
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -582,9 +583,28 @@ def effects(name, rounds, code):
                                                  lambda: layers.attention_backward(d_attn, attn_cache, *attn_grads)),
     })
     if code:
-        print(f"whole training steps: minirev from {code} -> this checkout's")
-        paired(rounds, {name: (gpt_step(load_minirev(code, "minirev_before"), name), gpt_step(minirev, name))})
+        before = load_minirev(code, "minirev_before")
+        print(f"whole training steps, and the demo's evaluation and figures: minirev from {code} -> this checkout's")
+        paired(rounds, {name: (gpt_step(before, name), gpt_step(minirev, name))})
+        paired(max(3, rounds // 10), {what: (demo_part(before, what), demo_part(minirev, what)) for what in DEMO_PARTS})
     return 0
+
+
+DEMO_PARTS = ("demo: one evaluation (every group)", "demo: the NLL figure", "demo: the two heatmap figures")
+
+
+def demo_part(pkg, what):
+    """One part of `python -m minirev.demo reversal` after training, with package `pkg`: its model (one epoch trained:
+    the cost is the same) on its data, figures drawn into a temporary folder."""
+    run_experiment = importlib.import_module(pkg.__name__ + ".running").run_experiment
+    plots = importlib.import_module(pkg.__name__ + ".plots")
+    result, runs = run_experiment(pkg.RunConfig(experiment="reversal", epochs=1), out=None)
+    folder = tempfile.mkdtemp()
+    if what == DEMO_PARTS[0]:
+        return runs[0]["trainer"].evaluate
+    if what == DEMO_PARTS[1]:
+        return lambda: plots.run_nll_figure("reversal", result, runs, folder)
+    return lambda: plots.run_heatmaps("reversal", runs[0], folder, 2)
 
 
 def profile(name, backend, steps):
