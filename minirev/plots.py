@@ -82,6 +82,8 @@ def plot_bilinear(results, log_m, path):
 def plot_nll_curves(histories, log_vocab, path, title, val_label="validation (unseen direction)", log_alphabet=None):
     """Training and validation NLL over epochs; mean and min-max band when several seeds ran."""
     fig = _figure(figsize=(7, 5.2))
+    # margins in inches: the title above, the label left, the label and the two-row legend below
+    fig.subplots_adjust(left=0.8 / 7, right=1 - 0.2 / 7, top=1 - 0.4 / 5.2, bottom=1.1 / 5.2)
     ax = fig.subplots()
     n = min(len(h) for h in histories)
     epochs = [r["epoch"] for r in histories[0][:n]]
@@ -98,7 +100,7 @@ def plot_nll_curves(histories, log_vocab, path, title, val_label="validation (un
                    label=f"log {np.exp(log_alphabet):.0f} = {log_alphabet:.2f} (uniform within the answer's alphabet)")
     ax.set(xlabel="epoch", ylabel="negative log-likelihood (nats)", title=title)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8, frameon=False)  # below: covers no curve
-    return _save(fig, path)
+    return _save(fig, path, tight=False)
 
 
 def plot_heatmaps(matrices, path, title, ncols=2):
