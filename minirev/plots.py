@@ -2,22 +2,29 @@
 
 Every figure is a ``matplotlib.figure.Figure`` saved straight to a PNG file: no
 pyplot, so no screen is needed, no figure is left open, and the user's own
-backend (a notebook's inline one, ``MPLBACKEND``) is never changed.
+backend (a notebook's inline one, ``MPLBACKEND``) is never changed. matplotlib
+itself is imported when the first figure is drawn, not with minirev: importing
+it takes longer than many a run, and a run without figures never needs it.
 """
 import os
 
-import matplotlib
 import numpy as np
-from matplotlib.figure import Figure
 
 from .machinery.files import atomic_write
 from .measures import logit_matrix
 
 
-def _save(fig, path):
-    """Written atomically (a temporary file, then a rename): a failed write leaves no half figure."""
+def _figure(**kwargs):
+    from matplotlib.figure import Figure                        # matplotlib only when drawing
+    return Figure(**kwargs)
+
+
+def _save(fig, path, tight=True):
+    """Written atomically (a temporary file, then a rename): a failed write leaves no half figure.
+    tight=False: the figure set its own margins (tight_layout measures every label first)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, dpi=110, format="png"))
     return path
 
@@ -51,9 +58,10 @@ def run_heatmaps(name, run, out_dir, ncols):
 
 def plot_bilinear(results, log_m, path):
     """Left: training and reversal loss per embedding dimension. Right: forward vs reverse weight."""
-    fig = Figure(figsize=(12, 4.5))
+    fig = _figure(figsize=(12, 4.5))
     ax1, ax2 = fig.subplots(1, 2)
-    colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(results)))
+    from matplotlib import colormaps
+    colors = colormaps["viridis"](np.linspace(0, 0.9, len(results)))
     for r, c in zip(results, colors):
         steps = [h["step"] for h in r["history"]]
         ax1.plot(steps, [h["train_nll"] for h in r["history"]], color=c, label=f"{r['label']}: training")
@@ -73,7 +81,9 @@ def plot_bilinear(results, log_m, path):
 
 def plot_nll_curves(histories, log_vocab, path, title, val_label="validation (unseen direction)", log_alphabet=None):
     """Training and validation NLL over epochs; mean and min-max band when several seeds ran."""
-    fig = Figure(figsize=(7, 5.2))
+    fig = _figure(figsize=(7, 5.2))
+    # margins in inches: the title above, the label left, the label and the two-row legend below
+    fig.subplots_adjust(left=0.8 / 7, right=1 - 0.2 / 7, top=1 - 0.4 / 5.2, bottom=1.1 / 5.2)
     ax = fig.subplots()
     n = min(len(h) for h in histories)
     epochs = [r["epoch"] for r in histories[0][:n]]
@@ -90,27 +100,39 @@ def plot_nll_curves(histories, log_vocab, path, title, val_label="validation (un
                    label=f"log {np.exp(log_alphabet):.0f} = {log_alphabet:.2f} (uniform within the answer's alphabet)")
     ax.set(xlabel="epoch", ylabel="negative log-likelihood (nats)", title=title)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8, frameon=False)  # below: covers no curve
-    return _save(fig, path)
+    return _save(fig, path, tight=False)
 
 
 def plot_heatmaps(matrices, path, title, ncols=2):
     """One heatmap per group: matrices is {subtitle: (n, n) array}; rows = given, columns = answer."""
+    from matplotlib.ticker import MaxNLocator
     n = len(matrices)
     nrows = (n + ncols - 1) // ncols
-    fig = Figure(figsize=(4.2 * ncols, 3.8 * nrows))
+    width, height = 4.2 * ncols, 3.8 * nrows                   # inches
+    title += "\n(each panel has its own colour scale: compare the diagonal with its own panel)"
+    fig = _figure(figsize=(width, height))
+    # margins in inches (the title's lines above, the labels left and below, the colour scales right), set
+    # here: tight_layout would measure every tick label first, which takes longer than drawing them
+    fig.subplots_adjust(left=0.65 / width, right=1 - 0.55 / width, bottom=0.5 / height,
+                        top=1 - (0.45 + 0.19 * (title.count("\n") + 1)) / height, wspace=0.45, hspace=0.3)
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax, (name, m) in zip(axes.flat, matrices.items()):
-        im = ax.imshow(m, cmap="viridis", aspect="auto")
-        ax.set(title=name, xlabel="answer entity j", ylabel="given entity i")
-        fig.colorbar(im, ax=ax, fraction=0.046)
+    for k, (ax, (name, m)) in enumerate(zip(axes.flat, matrices.items())):
+        im = ax.imshow(m, cmap="viridis", aspect="auto", interpolation="nearest")
+        ticks = range(0, len(m), 20)                            # few tick labels: each one costs a text layout
+        ax.set(title=name, xticks=ticks, yticks=ticks)
+        if k % ncols == 0:
+            ax.set_ylabel("given entity i")
+        if k + ncols >= n:                                      # the lowest panel of its column
+            ax.set_xlabel("answer entity j")
+        fig.colorbar(im, ax=ax, fraction=0.046, ticks=MaxNLocator(5))
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.suptitle(title + "\n(each panel has its own colour scale: compare the diagonal with its own panel)", fontsize=10)
-    return _save(fig, path)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path, tight=False)
 
 
 def plot_similarity(sim, path, title):
-    fig = Figure(figsize=(6, 5))
+    fig = _figure(figsize=(6, 5))
     ax = fig.subplots()
     im = ax.imshow(sim, cmap="RdBu_r", vmin=-1, vmax=1)
     ax.set(xlabel="token", ylabel="token")
@@ -122,7 +144,7 @@ def plot_similarity(sim, path, title):
 def plot_cures(rows, path, title):
     """One line per row: each seed's unseen NLL (dots), their mean and min-max (bar), and the row's two
     yardsticks, log |V| (grey tick) and log(alphabet) (black tick)."""
-    fig = Figure(figsize=(11, 0.42 * len(rows) + 1.8))
+    fig = _figure(figsize=(11, 0.42 * len(rows) + 1.8))
     ax = fig.subplots()
     # colour AND marker say the verdict (Okabe-Ito colours, readable with red-green colour blindness)
     look = {"broken": ("#009E73", "o"), "cursed": ("#D55E00", "X")}
