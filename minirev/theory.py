@@ -45,45 +45,44 @@ def bilinear_claims(results):
     rows = []
     onehot = [e for r in results if r["dim"] is ONE_HOT for e in r["eps_min"]]
     if onehot:
-        rows.append(row("3", "one-hot embeddings: the reversal loss never moves, eps_min = 0",
+        rows.append(row("3", "one-hot: the reversal loss never moves",
                         f"eps_min {max(onehot):.3g} (worst of {len(onehot)} n)", "= 0 exactly",
                         [e == 0 for e in onehot]))
     for n in sorted({r["pairs"] for r in results}):
         slope, enough = fit_slope(results, n)
         gauss = [r for r in results if r["pairs"] == n and r["dim"] is not ONE_HOT]
         worst = [max(r["eps_min"]) for r in gauss]
-        rows.append(row("3", f"n = {n}: L_rev(t)/L_rev(0) >= (L(t)/L(0))^eps at every step, eps -> 0 as d grows",
-                        "slope of log eps_min (worst seed) on log d: "
-                        + (f"{slope[0]:+.2f}" if slope else "no two d with eps_min > 0"), "< 0",
+        rows.append(row("3", f"n = {n}: eps_min falls as d grows",
+                        "log-log slope " + (f"{slope[0]:+.2f}" if slope else "none (no two d with eps_min > 0)")
+                        + " (worst seed)", "< 0",
                         [slope is not None and slope[0] < 0]))
-        rows.append(row("3", f"n = {n}: eps small at large d",
-                        f"smallest d with eps_min <= {SMALL} for every seed: {enough or 'none'}; "
-                        f"at d = {gauss[-1]['dim']}: {worst[-1]:.2g}",
-                        f"<= {SMALL} at the largest d", [e <= SMALL for e in worst[-1:]]))
+        rows.append(row("3", f"n = {n}: eps_min small at the largest d",
+                        f"{worst[-1]:.2g} at d = {gauss[-1]['dim']} (<= {SMALL} from d = {enough})",
+                        f"<= {SMALL}", [e <= SMALL for e in gauss[-1]["eps_min"]]))
     return rows
 
 
 def one_layer_claims(one_layer):
     """Sections 4.1 (Z frozen and trained) and 4.2 (Z frozen), one row per claim and attention setting."""
     rows = []
-    for lr_z, how in ((0.0, "Z frozen"), (LR_Z, f"Z trained, lr_z {LR_Z:g}")):
+    for lr_z, how in ((0.0, "Z frozen"), (LR_Z, f"Z trained (lr_z {LR_Z:g})")):
         runs = [r for r in one_layer["reversal"] if r["lr_z"] == lr_z]
-        rows.append(row("4.1", f"{how}: Y[B,A] of held-out pairs stays exactly 0 at every step",
+        rows.append(row("4.1", f"{how}: Y[B,A] = 0 at every step",
                         f"max |Y[B,A]| {max(r['max_y_ba'] for r in runs):.3g}", "= 0 exactly",
                         [r["max_y_ba"] == 0 for r in runs]))
-        rows.append(row("4.1", f"{how}: held-out p(A | B <-) at most 1/M at every step",
+        rows.append(row("4.1", f"{how}: p(A | B <-) <= 1/M at every step",
                         f"max p x M {max(r['max_p_times_m'] for r in runs):.3f}", "<= 1",
                         [r["max_p_times_m"] <= 1 for r in runs]))
-        rows.append(row("4.1", f"{how}: trained Y[A,B] grows like log t",
-                        f"slope {np.mean([r['y_ab_slope'] for r in runs]):.3f} per log t, "
-                        f"R^2 {min(r['y_ab_r2'] for r in runs):.3f} (worst)", f"slope > 0, R^2 >= {LOG_FIT_R2}",
+        rows.append(row("4.1", f"{how}: Y[A,B] grows like log t",
+                        f"slope {np.mean([r['y_ab_slope'] for r in runs]):.3f}, "
+                        f"R^2 >= {min(r['y_ab_r2'] for r in runs):.3f}", f"slope > 0, R^2 >= {LOG_FIT_R2}",
                         [r["y_ab_slope"] > 0 and r["y_ab_r2"] >= LOG_FIT_R2 for r in runs]))
     chain = one_layer["chain"]
-    rows.append(row("4.2", "direct A ~> C of held-out triples: p(C | A ~>) at most 1/M at every step",
+    rows.append(row("4.2", "direct p(C | A ~>) <= 1/M at every step",
                     f"max p x M {max(r['max_p_times_m'] for r in chain):.3f}", "<= 1",
                     [r["max_p_times_m"] <= 1 for r in chain]))
-    rows.append(row("4.2", "step by step (A -> B, then B -> C) right on every held-out triple",
-                    f"accuracy {min(r['step_by_step_acc'] for r in chain):.0%} (worst)", "= 100%",
+    rows.append(row("4.2", "step by step A -> B -> C right",
+                    f"{min(r['step_by_step_acc'] for r in chain):.0%} of triples (worst seed)", "= 100%",
                     [r["step_by_step_acc"] == 1 for r in chain]))
     return rows
 
@@ -95,7 +94,8 @@ def claims(result):
 def table_lines(rows):
     """The claims as aligned lines: section, claim, measured, bound, PASS/FAIL and the runs that pass."""
     widths = [max(len(r[k]) for r in rows) for k in ("claim", "measured", "bound")]
-    lines = [f"{'sec':<4} {'claim':<{widths[0]}}  {'measured':<{widths[1]}}  {'bound':<{widths[2]}}  result"]
+    lines = [f"{'sec':<4} {'claim':<{widths[0]}}  {'measured':<{widths[1]}}  {'bound':<{widths[2]}}  "
+             "result (runs that pass: seeds, or n)"]
     for r in rows:
         lines.append(f"{r['section']:<4} {r['claim']:<{widths[0]}}  {r['measured']:<{widths[1]}}  "
                      f"{r['bound']:<{widths[2]}}  {'PASS' if r['passed'] else 'FAIL'} {r['runs']}")
