@@ -22,6 +22,8 @@ from .model import Model
 from .plots import plot_bilinear, plot_cures
 from .report import bilinear_verdict, print_bilinear_table, print_report
 from .running import environment, make_dataset, make_model, make_optimizer, run_experiment
+from .theory import DEFAULT, FULL, QUICK, claims, eps_grid_lines, run_theory, summary_lines, table_lines
+from .theory_plots import theory_figures
 from .train import Interrupts
 
 
@@ -153,20 +155,18 @@ def cures(rows, seeds, seed, quick, jobs, out, json_path):
 
 def theory(quick, full, out, json_path):
     """The paper's theorems as numbers (minirev/theory.py): the table of claims, the eps_min grid, the figures."""
-    from . import theory as claims_of                     # the theory's modules, only for this command
-    from .theory_plots import theory_figures
     out_dir, json_path = check_out_dir(out), check_json_path(json_path)
-    settings = claims_of.QUICK if quick else claims_of.FULL if full else claims_of.DEFAULT
+    settings = QUICK if quick else FULL if full else DEFAULT
     print(f"bilinear: n = {', '.join(map(str, settings['pairs']))} pairs x d = "
           f"{', '.join(str(d) for d in settings['dims'] if d)}, one-hot x {len(settings['seeds'])} embedding seeds, "
           f"{settings['bilinear_steps']} full-batch steps; one-layer: {len(settings['one_layer_seeds'])} seeds x "
           f"{settings['one_layer_steps']} full-batch steps" + (" (--quick)" if quick else ""))
     start = time.perf_counter()
-    result = claims_of.run_theory(settings)
+    result = run_theory(settings)
     seconds = time.perf_counter() - start
-    rows = claims_of.claims(result)
-    for line in ["", *claims_of.eps_grid_lines(result["bilinear"]), "", *claims_of.table_lines(rows), "",
-                 *claims_of.summary_lines(result)]:
+    rows = claims(result)
+    for line in ["", *eps_grid_lines(result["bilinear"]), "", *table_lines(rows), "",
+                 *summary_lines(result)]:
         print(line)
     print(f"\n{sum(r['passed'] for r in rows)} of {len(rows)} claims hold, in {seconds:.0f} s")
     with staged_writes():                   # the figures and the JSON, all or none

@@ -107,7 +107,8 @@ def eps_grid_lines(results):
     ns = sorted({r["pairs"] for r in results})
     cell = {(r["dim"], r["pairs"]): r["eps_min"] for r in results}
     dims = [r["dim"] for r in results if r["pairs"] == ns[0]]
-    lines = [f"{'eps_min':<8}" + "".join(f"{f'n = {n} (m = {max(200, 2 * n)})':>22}" for n in ns),
+    vocab = {r["pairs"]: r["vocab"] for r in results}
+    lines = [f"{'eps_min':<8}" + "".join(f"{f'n = {n} (m = {vocab[n]})':>22}" for n in ns),
              f"{'':<8}" + "".join(f"{'mean / worst':>22}" for _ in ns)]
     for d in dims:
         lines.append(f"{'one-hot' if d is ONE_HOT else d:<8}"
@@ -128,7 +129,7 @@ def summary_lines(result):
         all(fits[a][1] <= fits[b][1] for a, b in zip(ns, ns[1:]))
     return [f"bilinear, fitted slopes of log eps_min (worst seed) on log d: {slopes}",
             f"smallest d with eps_min <= {SMALL} for every seed: {needed}"
-            + ("" if grows else " (NOT increasing with n, as the theorem's 'd polynomial in n' would suggest)"),
+            + ("" if grows else " (it does NOT grow with n here; the theorem's d polynomial in n would allow it to)"),
             f"where eps_min > 0 it is set by the first step in {at_one} of {positive} runs "
             "(the reversal loss moves most, relative to the training loss, at the start)"]
 
