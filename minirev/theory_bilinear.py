@@ -55,7 +55,11 @@ SMALL = 0.01                                     # "eps small": the yardstick fo
 def overlaps(vocab, dims, seeds):
     """K = U U^T (k, m, m) for every (dim, seed), one-hot (dim None) once: the runs' only difference."""
     runs = [(dim, seed) for dim in dims for seed in (seeds if dim is not ONE_HOT else seeds[:1])]
-    return runs, np.stack([embeddings(vocab, dim, seed) @ embeddings(vocab, dim, seed).T for dim, seed in runs])
+    K = []
+    for dim, seed in runs:
+        U = embeddings(vocab, dim, seed)                                        # (m, d) the Bilinear model's own
+        K.append(U @ U.T)                                                       # (m, m) K[a, b] = <u_a, u_b>
+    return runs, np.stack(K)
 
 
 def nll(logits, targets):  # (k, N, m), (N,) -> (k,)

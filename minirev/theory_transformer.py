@@ -49,7 +49,7 @@ def log_fit(values):  # (T,) at steps 1..T -> slope, intercept, R^2
 def train_one_layer(experiment, seed, steps, lr_z, on_step):
     """Train --model one-layer on the experiment's data, full batch; on_step(model, dataset) after each step."""
     cfg = RunConfig(experiment=experiment, model="one-layer", vocab=VOCAB, full_batch=True, epochs=steps,
-                    seed=seed, lr_z=lr_z, eval_every=steps).resolved()
+                    seed=seed, lr_z=lr_z).resolved()
     dataset = make_dataset(cfg)
     model = make_model(cfg, dataset)
     trainer = Trainer(model, make_optimizer(cfg), dataset, seed=seed, eval_every=steps)
