@@ -25,6 +25,13 @@ from .optim import SGD, AdamW
 from .trace import Terms
 
 
+def embeddings(vocab_size, dim, seed):
+    """The fixed embeddings U (m, d): one-hot (dim=None, d = m) or Gaussian N(0, I/d), one row per token."""
+    if dim is None:
+        return np.eye(vocab_size)                                               # (m, m) one-hot
+    return np.random.default_rng(seed).standard_normal((vocab_size, dim)) / np.sqrt(dim)   # (m, d)
+
+
 class Bilinear(Model):
     kind = "bilinear"
     default_lr = 20.0
@@ -38,11 +45,7 @@ class Bilinear(Model):
             raise UsageError(f"bilinear: embedding dimension must be an integer >= 1 (or None for one-hot), got {dim!r}")
         d = vocab_size if dim is None else dim
         check_size("bilinear", vocab_size * d + d * d, "use a smaller vocabulary or embedding dimension")
-        seed = whole("bilinear", "seed", seed)
-        if dim is None:
-            U = np.eye(vocab_size)                                              # (m, m) one-hot
-        else:
-            U = np.random.default_rng(seed).standard_normal((vocab_size, dim)) / np.sqrt(dim)  # (m, d)
+        U = embeddings(vocab_size, dim, whole("bilinear", "seed", seed))       # (m, d)
         super().__init__({"Theta": np.zeros((d, d))}, vocab_size, dtype, backend,
                          config=dict(vocab_size=vocab_size, dim=dim, seed=seed))
         self.U_host = U

@@ -26,6 +26,8 @@ from .model import Model
 from .plots import plot_bilinear, plot_cures
 from .report import bilinear_verdict, print_bilinear_table, print_report
 from .running import environment, make_dataset, make_model, make_optimizer, run_experiment
+from .theory import DEFAULT, FULL, QUICK, claims, eps_grid_lines, run_theory, summary_lines, table_lines
+from .theory_plots import theory_figures
 from .train import Interrupts
 
 
@@ -164,3 +166,32 @@ def cures(rows, seeds, seed, quick, jobs, out, json_path):
         if json_path:
             write_json(json_path, result)
             print(f"results: {json_path}")
+
+
+def theory(quick, full, out, json_path):
+    """The paper's theorems as numbers (minirev/theory.py): the table of claims, the eps_min grid, the figures."""
+    out_dir, json_path = check_out_dir(out), check_json_path(json_path)
+    check_figures(out_dir, "theory", json_path)
+    settings = QUICK if quick else FULL if full else DEFAULT
+    print(f"bilinear: n = {', '.join(map(str, settings['pairs']))} pairs x d = "
+          f"{', '.join(str(d) for d in settings['dims'] if d)}, one-hot x {len(settings['seeds'])} embedding seeds, "
+          f"{settings['bilinear_steps']} full-batch steps; one-layer: {len(settings['one_layer_seeds'])} seeds x "
+          f"{settings['one_layer_steps']} full-batch steps" + (" (--quick)" if quick else ""))
+    start = time.perf_counter()
+    result = run_theory(settings)
+    seconds = time.perf_counter() - start
+    rows = claims(result)
+    for line in ["", *eps_grid_lines(result["bilinear"]), "", *table_lines(rows), "",
+                 *summary_lines(result)]:
+        print(line)
+    print(f"\n{sum(r['passed'] for r in rows)} of {len(rows)} claims hold, in {seconds:.0f} s")
+    with staged_writes():                   # the figures and the JSON, all or none
+        print("figures: " + ", ".join(theory_figures(result, out_dir)))
+        if json_path:
+            write_json(json_path, dict(experiment="theory", claims=rows, **result,
+                                       run=dict(seconds=seconds, out=out_dir, json=json_path,
+                                                environment=environment())))
+            print(f"results: {json_path}")
+        clean_up(out_dir, json_path)
+    return 0 if all(r["passed"] for r in rows) else 1
+

@@ -2,8 +2,8 @@
 
 The commands: every experiment of the registry (minirev/experiments/: reversal,
 chain, incontext, embeddings), then bilinear (the bilinear model's dimension
-sweep), gradcheck (every hand-written gradient against autograd) and cures (the
-cures from the literature side by side). Every command has --help, its options in
+sweep), theory (the paper's theorems as numbers), gradcheck (every hand-written
+gradient against autograd) and cures (the cures from the literature side by side). Every command has --help, its options in
 groups. Errors are one line, "minirev: error: ...": exit status 2 for a bad
 request, 1 when running it failed.
 """
@@ -188,6 +188,18 @@ def build_parser():
                    help="worker processes (default: the number of cores, %(default)s)")
     add_outputs(c, "minirev_output/cures")
 
+    t = sub.add_parser("theory", help="the paper's theorems as numbers: every claim measured at every step",
+                       description="Measure the theorems of arXiv 2405.04669 along whole runs: the bilinear bound "
+                                   "L_rev(t)/L_rev(0) >= (L(t)/L(0))^eps (section 3) over d, n and embedding seeds, "
+                                   "and the one-layer transformer's reversal (4.1) and chain of thought (4.2) over "
+                                   "seeds; one table of claims with PASS or FAIL, one figure per claim. Exit status "
+                                   "1 when a claim fails.")
+    size = t.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="fewer sizes, seeds and steps: a check in seconds")
+    size.add_argument("--full", action="store_true",
+                      help="also n = 200 pairs, and 1000 bilinear steps instead of 100 (about 17 minutes of CPU)")
+    add_outputs(t, "minirev_output/theory")
+
     g = sub.add_parser("gradcheck", help="check every hand-written gradient against autograd (float64)",
                        description="Differentiate each model's forward with autograd in float64 and compare it "
                                    "with the hand-written backward, one line per parameter.")
@@ -219,6 +231,8 @@ def dispatch(args):
         return commands.gradcheck(list(Model.registry) if args.model == "all" else [args.model], args.seed, args.tol)
     if args.command == "cures":
         return commands.cures(args.rows, args.seeds, args.seed, args.quick, args.jobs, args.out, args.json)
+    if args.command == "theory":
+        return commands.theory(args.quick, args.full, args.out, args.json)
     if args.command == "bilinear":
         cfg = RunConfig(model="bilinear", vocab=args.vocab, lr=args.lr, epochs=args.steps, seed=args.seed,
                         dtype=args.dtype, backend=args.backend, trace=args.trace)
