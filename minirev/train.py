@@ -32,13 +32,21 @@ DIVERGED = 100        # a loss above DIVERGED x log|V| (a uniform guess) means t
 
 def evaluate(model, tokens):
     """(mean NLL of the answer tokens, accuracy of the argmax answer) on (N, T) tokens, no dropout."""
+    nll, acc, _ = scores(model, tokens)
+    return nll, acc
+
+
+def scores(model, tokens):
+    """evaluate's two numbers and the NLL of the first answer token alone (what the paper's code plots for
+    answers of several tokens)."""
     if len(tokens) == 0:
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), float("nan")
     logits = to_numpy(model.logits(tokens)).astype(np.float64)                  # (N, L, V)
     targets = np.asarray(tokens)[:, -logits.shape[1]:]                          # (N, L)
     nll, _ = cross_entropy_forward(np, logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    first, _ = cross_entropy_forward(np, logits[:, 0], targets[:, 0])
     correct = (logits.argmax(-1) == targets).all(axis=1)
-    return float(nll), float(correct.mean())
+    return float(nll), float(correct.mean()), float(first)
 
 
 class Interrupts:
@@ -137,9 +145,15 @@ class Trainer:
     def evaluate(self):
         record = {"epoch": self.epoch, "step": self.step}
         record["train_nll"], record["train_acc"] = evaluate(self.model, self.dataset.train)
+        several = self.dataset.entity_len > 1            # answers of several tokens: their first one's NLL too
         for name, tokens in self.dataset.groups.items():
-            record[f"{name} nll"], record[f"{name} acc"] = evaluate(self.model, tokens)
+            nll, acc, first = scores(self.model, tokens)
+            record[f"{name} nll"], record[f"{name} acc"] = nll, acc
+            if several:
+                record[f"{name} first nll"] = first
         record["val_nll"] = record[f"{self.dataset.val_group} nll"]
+        if several:
+            record["val_first_nll"] = record[f"{self.dataset.val_group} first nll"]
         if self.step:                                 # (at the start nothing has been trained to diverge)
             when = f"by epoch {self.epoch}"
             self.diverged("training NLL", record["train_nll"], when)
