@@ -1,8 +1,9 @@
 """minirev's GPT is GPT-2: the same weights in HuggingFace's GPT2LMHeadModel (the model the paper's public code
 builds on) give the same logits and the same gradient of every parameter, in float64.
 
-Optional: it needs torch and transformers (pip install -e ".[hf]"), and is skipped without them.
-Run it with: pytest tests/test_hf_gpt2.py
+Optional: it needs torch and transformers (pip install -e ".[hf]"), and is skipped without them. Importing
+them alone takes seconds of CPU, so it is marked slow, out of the default suite.
+Run it with: pytest -m slow tests/test_hf_gpt2.py
 
 HuggingFace's GPT-2 always adds a learned position table; minirev's "none" (no positions) is compared
 with that table set to 0, and its gradient (which minirev has no parameter for) is left out.
@@ -11,11 +12,17 @@ Rotary positions are not part of GPT-2 and are not compared here.
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+from minirev.gpt import GPT
 
-from minirev.gpt import GPT  # noqa: E402
+pytestmark = [pytest.mark.slow, pytest.mark.gpt]
+torch = transformers = None          # imported by the fixture below, so that collecting this file costs nothing
 
+
+@pytest.fixture(autouse=True, scope="module")
+def hf_libraries():
+    global torch, transformers
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
 BOUND = 1e-10
 V, LAYERS, WIDTH, HEADS, T, L = 13, 2, 16, 4, 5, 2
 
