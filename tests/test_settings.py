@@ -111,3 +111,39 @@ def test_first_answer_token_nll_beside_the_mean_for_entities_of_two_tokens():
     assert any("1st token" in line for line in lines), "the table should show the first token's NLL column"
     single, _ = run_experiment(TINY.replace(epochs=1), out=None)
     assert "val_first_nll" not in single["final"], "entities of one token need no first-token NLL"
+
+
+def test_related_chain_data_is_the_public_codes():
+    from minirev.data import related_chain_data
+    data = related_chain_data(seed=1234)
+    assert len(data.train) == 700 and len(data.groups["C given A (val)"]) == 50, (
+        f"want 200 triples x 3 + 50 x 2 = 700 training and 50 validation sentences, got {len(data.train)} and "
+        f"{len(data.groups['C given A (val)'])}")
+    assert data.vocab_size == 803 and data.entity_len == 2, "vocabulary 800 + 3 ids, entities of 2 tokens"
+    x, y, z = data.info["fixed"]
+    for name, (first, relation, then) in (("B given A", (x, 0, y)), ("C given B", (y, 0, z)), ("C given A", (x, 1, z))):
+        rows = np.concatenate([data.groups[f"{name} (train)"], data.groups[f"{name} (val)"]])
+        assert (rows[:, [0, 2, 3]] == [first, relation, then]).all(), f"{name}: want [{first} i {relation} {then} i]"
+        assert (rows[:, 1] == rows[:, 4]).all(), f"{name}: the answer's second token is the question's i"
+    i_train = set(data.groups["C given A (train)"][:, 1])
+    i_val = set(data.groups["C given A (val)"][:, 1])
+    assert len(i_train) == 200 and len(i_val) == 50 and not i_train & i_val, "200 and 50 distinct i, disjoint"
+    val = {tuple(r) for r in data.groups["C given A (val)"]}
+    assert not val & {tuple(r) for r in data.train}, "a validation sentence [x i ~> z i] is in the training set"
+    again = related_chain_data(seed=1234)
+    assert np.array_equal(data.train, again.train), "the same seed must give the same sentences"
+
+
+def test_related_chain_runs_and_measures_the_copied_token():
+    from minirev.experiments import Experiment
+    cfg = RunConfig(experiment="chain-related", layers=1, width=16, heads=2, epochs=1)
+    result, runs = run_experiment(cfg, out=None)
+    measured, lines = Experiment.registry["chain-related"].measure(runs)
+    assert {"val_i_nll", "val_z_nll", "direct_acc"} <= set(measured), f"measured: {sorted(measured)}"
+    mean = result["final"]["val_nll"]
+    assert abs((measured["val_i_nll"] + measured["val_z_nll"]) / 2 - mean) < 1e-6, (
+        "the two answer tokens' NLLs should average to the validation NLL")
+    assert result["final"]["log_alphabet"] == pytest.approx((np.log(3) + np.log(600)) / 2), (
+        "the yardstick within the alphabets: log 3 for the fixed first token, log 600 for i, averaged")
+    with pytest.raises(UsageError, match="--vocab"):
+        RunConfig(experiment="chain-related", vocab=400).validate()
