@@ -147,3 +147,12 @@ def test_related_chain_runs_and_measures_the_copied_token():
         "the yardstick within the alphabets: log 3 for the fixed first token, log 600 for i, averaged")
     with pytest.raises(UsageError, match="--vocab"):
         RunConfig(experiment="chain-related", vocab=400).validate()
+
+
+def test_the_random_yardstick_of_the_embeddings_at_the_appendix_widths():
+    from minirev.experiments.embeddings import APPENDIX_WIDTHS, random_mean_abs_cosine
+    values = [random_mean_abs_cosine(400, w) for w in APPENDIX_WIDTHS]
+    for w, v in zip(APPENDIX_WIDTHS, values):
+        theory = np.sqrt(2 / (np.pi * w))             # E|cos| of two random directions in w dimensions
+        assert abs(v - theory) < 0.05 * theory, f"width {w}: random vectors' mean |cosine| {v:.4f}, theory {theory:.4f}"
+    assert values == sorted(values, reverse=True), f"random vectors are more orthogonal when wider: {values}"
