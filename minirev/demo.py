@@ -21,6 +21,7 @@ from . import commands
 from .backend import BACKENDS
 from .config import GROUPS, RunConfig, choices, did_you_mean, field_type, to_flag
 from .cures import ROWS
+from .sweep import CELLS
 from .errors import MinirevError
 from .experiments import Experiment
 from .gradcheck import DEFAULT_TOL
@@ -193,7 +194,8 @@ def build_parser():
                                    "yardsticks, and a verdict per cell that holds for every seed. The full sweep "
                                    "takes long on a CPU: it prints its estimate first.")
     w.add_argument("--cells", type=lambda text: [k.strip() for k in text.split(",") if k.strip()], default=None,
-                   help="comma-separated cell names (default: all), e.g. base,vocab=200,pos=rotary")
+                   help="comma-separated cell names (default: all), from: "
+                        + ", ".join(dict.fromkeys(c.key for c in CELLS)))
     w.add_argument("--seeds", type=positive_int, default=5, help="seeds per cell (default: %(default)s)")
     w.add_argument("--seed", type=nonnegative_int, default=1234, help="the first seed (default: %(default)s)")
     w.add_argument("--quick", action="store_true", help="small models on small data, 3 epochs: a check of the "
