@@ -136,9 +136,9 @@ def test_related_chain_data_is_the_public_codes():
 
 def test_related_chain_runs_and_measures_the_copied_token():
     from minirev.experiments import Experiment
-    cfg = RunConfig(experiment="chain-related", layers=1, width=16, heads=2, epochs=1)
+    cfg = RunConfig(experiment="related", layers=1, width=16, heads=2, epochs=1)
     result, runs = run_experiment(cfg, out=None)
-    measured, lines = Experiment.registry["chain-related"].measure(runs)
+    measured, lines = Experiment.registry["related"].measure(runs)
     assert {"val_i_nll", "val_z_nll", "direct_acc"} <= set(measured), f"measured: {sorted(measured)}"
     mean = result["final"]["val_nll"]
     assert abs((measured["val_i_nll"] + measured["val_z_nll"]) / 2 - mean) < 1e-6, (
@@ -146,7 +146,7 @@ def test_related_chain_runs_and_measures_the_copied_token():
     assert result["final"]["log_alphabet"] == pytest.approx((np.log(3) + np.log(600)) / 2), (
         "the yardstick within the alphabets: log 3 for the fixed first token, log 600 for i, averaged")
     with pytest.raises(UsageError, match="--vocab"):
-        RunConfig(experiment="chain-related", vocab=400).validate()
+        RunConfig(experiment="related", vocab=400).validate()
 
 
 def test_the_random_yardstick_of_the_embeddings_at_the_appendix_widths():

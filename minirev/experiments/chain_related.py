@@ -17,7 +17,7 @@ def token_nll(model, rows, k):
 
 
 class ChainRelated(Chain):
-    name = "chain-related"
+    name = "related"
     help = "chain of thought with related tokens: x i -> y i, y i -> z i trained; is x i ~> z i learned?"
     default_epochs = 100
     measures = "direct x i ~> z i on validation triples"
@@ -30,7 +30,7 @@ class ChainRelated(Chain):
         given = sorted({"vocab", "entity_len"} & cfg.given())
         if given and (cfg.entity_len != 1 or cfg.vocab != 800):
             from ..errors import UsageError
-            raise UsageError(f"the chain-related experiment is the public code's fixed data (vocabulary 800, "
+            raise UsageError(f"the related experiment is the public code's fixed data (vocabulary 800, "
                              f"alphabet 600, entities of 2 tokens): drop --{given[0].replace('_', '-')}")
 
     @classmethod
