@@ -136,6 +136,25 @@ def bilinear(cfg, dims, pairs, held_out, out, json_path):
             print(f"results: {json_path}")
 
 
+def sweep(cells, seeds, seed, quick, jobs, scheduler, backend, out, json_path):
+    """The appendix's axes as one figure (minirev/sweep.py): a run of 'seeds' seeds per cell, a verdict each."""
+    from .sweep import plot_sweep, print_sweep, run_sweep
+    if not scheduler:
+        get_xp(backend)
+    out_dir, json_path = check_out_dir(out), check_json_path(json_path)
+    result = run_sweep(seeds, seed, jobs, scheduler, backend, quick, cells)
+    print_sweep(result)
+    print(f"\n{len(result['cells'])} cells x {seeds} seeds in {result['seconds']:.0f} s on {jobs} process(es)"
+          + (f" on the cluster at {scheduler}" if scheduler else ""))
+    with staged_writes():
+        print("figure: " + plot_sweep(result, os.path.join(out_dir, "sweep.png")))
+        if json_path:
+            result["run"] = dict(jobs=jobs, scheduler=scheduler, environment=environment())
+            write_json(json_path, result)
+            print(f"results: {json_path}")
+    return 0
+
+
 def gradcheck(kinds, seed, tol):
     """Each model's gradient-check example (the same the tests use) against autograd."""
     ok = True

@@ -32,7 +32,8 @@ ADAMW_DECAY = 0.01       # AdamW's default decay (PyTorch's), which the paper's 
 def option(default, help, group, identity=True, **cli):
     """A field with its --help group, its command-line help and its checks.
 
-    identity=False: a resumed run may change it. cli may hold minimum (numbers),
+    identity=False: a resumed run may change it. added=True: a field added after checkpoint format 3, whose
+    default is what a checkpoint without it ran with. cli may hold minimum (numbers),
     maximum (whole numbers), strict (a number must be > minimum), below (a number must be < below),
     choices (a tuple, or a function giving one),
     metavar, and command_line=False for a field the command line sets itself.
@@ -54,6 +55,12 @@ class RunConfig:
                             "model", minimum=0.0, below=1.0)
     tied: bool = option(False, "gpt: reuse the token embedding as the output layer (GPT-2's tying; the paper's "
                                "code, as it runs, trains a separate output matrix, the default here)", "model")
+    freeze_embeddings: bool = option(False, "gpt: do not train the token and position embeddings (wte, wpe), as the "
+                                            "paper's code's --freeze_wte_wpe; refused with --tied, where wte is "
+                                            "also the output layer", "training", added=True)
+    loss_whole_sequence: bool = option(False, "gpt: the loss on every next token of a sentence, as the paper's "
+                                              "code's --loss_whole_sequence (default: on the answer's tokens only)",
+                                       "training", added=True)
     lr: Optional[float] = option(None, "learning rate (default: the model's own: 0.01 for gpt with AdamW; "
                                        "SGD with 20 for bilinear, 100 for one-layer)", "training", minimum=0.0,
                                  strict=True)
@@ -159,6 +166,12 @@ class RunConfig:
         if self.paper:
             self.check_paper()
         self.check_applies()
+        if self.freeze_embeddings and self.tied:
+            raise UsageError("--freeze-embeddings keeps wte fixed, and with --tied wte is also the output layer, "
+                             "which would stay at its random start: drop --tied or --freeze-embeddings")
+        if self.loss_whole_sequence and self.trace:
+            raise UsageError("--trace explains updates of the loss on the answer only: drop --loss-whole-sequence "
+                             "or --trace")
         return self
 
     def check_applies(self):

@@ -57,7 +57,7 @@ class Dataset:
 
     def log_alphabet(self):
         """The NLL of a uniform guess within the answer's alphabet, per answer token (as the NLL is)."""
-        return float(np.log(len(self.info["alphabets"][0])))
+        return float(self.info.get("log_alphabet", np.log(len(self.info["alphabets"][0]))))
 
     def summary(self):
         sizes = ", ".join(f"{k} {len(v)}" for k, v in self.groups.items())
@@ -186,6 +186,42 @@ def chain_data(vocab=800, entity_len=1, seed=1234, split=0.7):
     return Dataset("chain", train.astype(np.int64), {k: v.astype(np.int64) for k, v in groups.items()},
                    vocab_size=vocab + 2, entity_len=entity_len, val_group="C given A (val)",
                    info=dict(vocab=vocab, seed=seed, triples=size, alphabets=[np.sort(a) for a in (xa, ya, za)]))
+
+
+def related_chain_data(vocab=800, alphabet=600, n_train=200, n_val=50, seed=1234):
+    """The chain of thought with related tokens (the public code's train_chain_related_tokens):
+    entities of two tokens (x i), (y i), (z i), with x, y, z three fixed tokens and i one of `alphabet`.
+
+    Sentences [x i -> y i], [y i -> z i], [x i ~> z i]; the first n_train i train all three, the next
+    n_val train the two steps and validate [x i ~> z i]: 700 training and 50 validation sentences.
+    The split follows the order the ids are drawn in (the public code shuffles an index it never uses);
+    the vocabulary is vocab + 3, as the public code's (its last id is never used).
+    """
+    _check_positive(vocab=vocab, alphabet=alphabet, n_train=n_train, n_val=n_val)
+    if alphabet < n_train + n_val or vocab < alphabet + 3:
+        raise UsageError(f"the related-tokens chain needs an alphabet of at least n_train + n_val = {n_train + n_val} "
+                         f"tokens and a vocabulary of at least alphabet + 3 = {alphabet + 3}, got alphabet {alphabet} "
+                         f"and vocabulary {vocab}: use --vocab {max(vocab, alphabet + 3)} or more")
+    rs = np.random.RandomState(seed)
+    ids = rs.choice(vocab, alphabet + 3, replace=False) + 2
+    x, y, z, i = ids[0], ids[1], ids[2], ids[3:]
+    col = lambda t: np.full((len(i), 1), t)                      # noqa: E731
+    x0y = np.concatenate([col(x), i[:, None], col(FWD), col(y), i[:, None]], 1)     # [x i -> y i]
+    y0z = np.concatenate([col(y), i[:, None], col(FWD), col(z), i[:, None]], 1)     # [y i -> z i]
+    x1z = np.concatenate([col(x), i[:, None], col(THEN), col(z), i[:, None]], 1)    # [x i ~> z i]
+    tr, va = np.arange(n_train), np.arange(n_train, n_train + n_val)
+    train = np.concatenate([np.stack([x0y[tr], y0z[tr], x1z[tr]], 1).reshape(-1, 5),
+                            np.stack([x0y[va], y0z[va]], 1).reshape(-1, 5)])
+    groups = {"B given A (train)": x0y[tr], "C given B (train)": y0z[tr], "C given A (train)": x1z[tr],
+              "B given A (val)": x0y[va], "C given B (val)": y0z[va], "C given A (val)": x1z[va]}
+    # the first answer token is one of the fixed x, y, z, the second one of the alphabet: a model that knew
+    # only that would score (log 3 + log alphabet) / 2 per answer token
+    return Dataset("chain", train.astype(np.int64), {k: v.astype(np.int64) for k, v in groups.items()},
+                   vocab_size=vocab + 3, entity_len=2, val_group="C given A (val)",
+                   info=dict(vocab=vocab, seed=seed, triples=n_train + n_val, fixed=(x, y, z),
+                             alphabets=[np.sort([x, y, z])], log_alphabet=(math.log(3) + math.log(alphabet)) / 2,
+                             alphabet_note=f"log 3 for the first answer token (x, y or z), log {alphabet} "
+                                           "for the second (i), averaged"))
 
 
 def incontext_data(vocab=800, n_x=100, n_y=10, seed=1234, split=0.7):

@@ -23,6 +23,7 @@ from . import commands
 from .backend import BACKENDS
 from .config import GROUPS, RunConfig, choices, did_you_mean, field_type, to_flag
 from .cures import ROWS
+from .sweep import CELLS
 from .errors import MinirevError
 from .experiments import Experiment
 from .gradcheck import DEFAULT_TOL
@@ -199,6 +200,28 @@ def build_parser():
     size.add_argument("--full", action="store_true",
                       help="also n = 200 pairs, and 1000 bilinear steps instead of 100 (about 17 minutes of CPU)")
     add_outputs(t, "minirev_output/theory")
+    w = sub.add_parser("sweep", help="the appendix's axes as one figure: the curse over size, vocabulary, "
+                                     "entity length, positions, frozen embeddings",
+                       description="Train the reversal run along each axis of the paper's appendix (layers / width, "
+                                   "vocabulary, entity length, positions, frozen embeddings), several seeds per "
+                                   "cell, and print one table and one figure: unseen NLL and rank against both "
+                                   "yardsticks, and a verdict per cell that holds for every seed. The full sweep "
+                                   "takes long on a CPU: it prints its estimate first.")
+    w.add_argument("--cells", type=lambda text: [k.strip() for k in text.split(",") if k.strip()], default=None,
+                   help="comma-separated cell names (default: all), from: "
+                        + ", ".join(dict.fromkeys(c.key for c in CELLS)))
+    w.add_argument("--seeds", type=positive_int, default=5, help="seeds per cell (default: %(default)s)")
+    w.add_argument("--seed", type=nonnegative_int, default=1234, help="the first seed (default: %(default)s)")
+    w.add_argument("--quick", action="store_true", help="small models on small data, 3 epochs: a check of the "
+                                                        "machinery in seconds, not of the curse")
+    w.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1,
+                   help="processes for each cell's seeds, as --seeds uses them (default: the number of cores, "
+                        "%(default)s)")
+    w.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help='run the seeds on the Dask cluster at ADDRESS (needs pip install -e ".[cluster]")')
+    w.add_argument("--backend", choices=BACKENDS, default="numpy",
+                   help='array library: numpy (CPU) or cupy (GPU, needs pip install -e ".[gpu]")')
+    add_outputs(w, "minirev_output/sweep")
 
     g = sub.add_parser("gradcheck", help="check every hand-written gradient against autograd (float64)",
                        description="Differentiate each model's forward with autograd in float64 and compare it "
@@ -233,6 +256,9 @@ def dispatch(args):
         return commands.cures(args.rows, args.seeds, args.seed, args.quick, args.jobs, args.out, args.json)
     if args.command == "theory":
         return commands.theory(args.quick, args.full, args.out, args.json)
+    if args.command == "sweep":
+        return commands.sweep(args.cells, args.seeds, args.seed, args.quick, args.jobs, args.scheduler, args.backend,
+                              args.out, args.json)
     if args.command == "bilinear":
         cfg = RunConfig(model="bilinear", vocab=args.vocab, lr=args.lr, epochs=args.steps, seed=args.seed,
                         dtype=args.dtype, backend=args.backend, trace=args.trace)

@@ -87,11 +87,12 @@ class GPT(Model):
     kind = "gpt"
     default_lr = 0.01
     default_optimizer = "adamw"
-    options = ("layers", "width", "heads", "pos", "dropout", "tied")
+    options = ("layers", "width", "heads", "pos", "dropout", "tied", "freeze_embeddings", "loss_whole_sequence")
     causal = True         # each position attends to itself and earlier ones (minirev/mlm.py: all)
 
     def __init__(self, vocab_size, layers=2, width=64, heads=4, pos="absolute", max_len=16,
-                 dropout=0.1, entity_len=1, seed=0, tied=False, dtype=np.float32, backend="numpy"):
+                 dropout=0.1, entity_len=1, seed=0, tied=False, loss_whole_sequence=False, dtype=np.float32,
+                 backend="numpy"):
         for name, value in (("vocab_size", vocab_size), ("layers", layers), ("width", width),
                             ("heads", heads), ("max_len", max_len), ("entity_len", entity_len)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -113,6 +114,8 @@ class GPT(Model):
         config = dict(vocab_size=int(vocab_size), layers=int(layers), width=int(width), heads=int(heads),
                       pos=pos, max_len=int(max_len), dropout=float(dropout),
                       entity_len=int(entity_len), seed=seed, tied=bool(tied))
+        if loss_whole_sequence:          # (only when set: the config of an answer-only model stays as it was)
+            config["loss_whole_sequence"] = True
 
         # GPT-2's init, drawn on the host: weights N(0, 0.02), the two projections that
         # write into the residual stream N(0, 0.02 / sqrt(2 * layers)), biases 0, LN gains 1
@@ -140,19 +143,26 @@ class GPT(Model):
         self.n_layer, self.n_head, self.pos = int(layers), int(heads), pos
         self.max_len, self.dropout, self.n_target = int(max_len), float(dropout), int(entity_len)
         self.out_name = "wte" if tied else "w_out"         # the matrix of the output layer
+        self.loss_whole_sequence = bool(loss_whole_sequence)
 
     @classmethod
     def from_config(cls, cfg, dataset, seed):
         return cls(dataset.vocab_size, layers=cfg.layers, width=cfg.width, heads=cfg.heads, pos=cfg.pos,
                    max_len=dataset.train.shape[1], dropout=cfg.dropout, entity_len=dataset.entity_len,
-                   seed=seed, tied=cfg.tied, dtype=np.dtype(cfg.dtype), backend=cfg.backend)
+                   seed=seed, tied=cfg.tied, loss_whole_sequence=cfg.loss_whole_sequence,
+                   dtype=np.dtype(cfg.dtype), backend=cfg.backend)
 
     @staticmethod
     def make_optimizer(cfg):
-        """AdamW, as the paper's code trains its GPT; --optimizer sgd for plain SGD (cfg resolved: its decay filled)."""
+        """AdamW, as the paper's code trains its GPT; --optimizer sgd for plain SGD (cfg resolved: its decay filled).
+
+        --freeze-embeddings: learning rate 0 for wte and wpe, which the optimisers skip (no decay either),
+        as the paper's code's requires_grad = False; their gradients are still computed, and unused."""
+        embeddings = ("wte", "wpe") if cfg.pos == "absolute" else ("wte",)
+        frozen = {name: 0.0 for name in embeddings} if cfg.freeze_embeddings else {}
         if cfg.optimizer == "sgd":
-            return SGD(cfg.lr, weight_decay=cfg.weight_decay)
-        return AdamW(lr=cfg.lr, weight_decay=cfg.weight_decay)
+            return SGD(cfg.lr, weight_decay=cfg.weight_decay, lrs=frozen)
+        return AdamW(lr=cfg.lr, weight_decay=cfg.weight_decay, lrs=frozen)
 
     @classmethod
     def parameter_count(cls, cfg, V, P):
@@ -274,12 +284,13 @@ class GPT(Model):
         return {k: grads[k] for k in self.params}
 
     def forward(self, params, tokens, xp, rng=None):  # (B, T) -> scalar loss
-        """Mean cross-entropy of the last L tokens, each predicted from the positions before it."""
+        """Mean cross-entropy of the last L tokens, each predicted from the positions before it
+        (loss_whole_sequence: of the last T - 1, every token but the first, as the paper's code's option)."""
         B, T = tokens.shape
-        L = self.n_target
+        L = T - 1 if self.loss_whole_sequence else self.n_target           # the tokens scored
         self._check_length(T)
         h, c_trunk = self._trunk_forward(params, tokens, xp, rng)           # (B, T, C)
-        # only positions T-L-1 .. T-2 predict answer tokens: the head runs on those alone
+        # only positions T-L-1 .. T-2 predict scored tokens: the head runs on those alone
         logits, c_head = self._head_forward(params, h[:, T - L - 1:T - 1], xp)  # (B*L, V)
         loss, c_ce = cross_entropy_forward(xp, logits, tokens[:, T - L:].reshape(-1))
         return loss, (xp, h.shape, L, c_trunk, c_head, c_ce)
@@ -287,7 +298,7 @@ class GPT(Model):
     def backward_into(self, cache, grads):
         xp, h_shape, L, c_trunk, c_head, c_ce = cache
         T = h_shape[1]
-        # reverse order of forward: cross-entropy, head, the slice of answer positions, trunk
+        # reverse order of forward: cross-entropy, head, the slice of scored positions, trunk
         dlogits = cross_entropy_backward(1.0, c_ce)                         # (B*L, V)
         dh_answer = self._head_backward(dlogits, c_head, grads)             # (B, L, C)
         dh = xp.zeros(h_shape, dtype=dh_answer.dtype)                       # (B, T, C)

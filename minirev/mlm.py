@@ -28,6 +28,7 @@ from .layers import cross_entropy_backward, cross_entropy_forward
 class MaskedGPT(GPT):
     kind = "gpt-mlm"
     causal = False
+    options = tuple(o for o in GPT.options if o != "loss_whole_sequence")     # its loss is the masked tokens'
 
     def __init__(self, vocab_size, *args, **kwargs):
         super().__init__(vocab_size, *args, **kwargs)

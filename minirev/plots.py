@@ -88,7 +88,10 @@ def plot_nll_curves(histories, log_vocab, path, title, val_label="validation (un
     n = min(len(h) for h in histories)
     epochs = [r["epoch"] for r in histories[0][:n]]
     # training wide and solid, validation dashed on top: where the two coincide (no curse) both stay visible
-    for key, label, color, style, width in (("train_nll", "training", "C0", "-", 2.6), ("val_nll", val_label, "C3", "--", 1.4)):
+    curves = [("train_nll", "training", "C0", "-", 2.6), ("val_nll", val_label, "C3", "--", 1.4)]
+    if "val_first_nll" in histories[0][0]:          # answers of several tokens: the first token's too
+        curves.append(("val_first_nll", val_label + ", first answer token", "C1", "-.", 1.4))
+    for key, label, color, style, width in curves:
         values = np.array([[r[key] for r in h[:n]] for h in histories])          # (seeds, evals)
         ax.plot(epochs, values.mean(0), color=color, ls=style, lw=width,
                 label=label + (f" (mean of {len(histories)} seeds, band: min to max)" if len(histories) > 1 else ""))

@@ -284,18 +284,23 @@ def print_report(result, runs, out=print):
     """The table of NLL and accuracy per group, the two yardsticks, and one plain sentence."""
     final, dataset = result["final"], runs[0]["dataset"]
     n = len(runs)
-    say(out, "", f"{'group':<22} {'sentences':>9} {'NLL':>9} {'accuracy':>9}" + ("   (mean of %d seeds)" % n if n > 1 else ""),
-         "-" * 52)
+    several = dataset.entity_len > 1                     # then the first answer token's NLL beside the mean
+    say(out, "", f"{'group':<22} {'sentences':>9} {'NLL':>9} {'accuracy':>9}" + (f" {'1st token':>9}" if several else "")
+        + ("   (mean of %d seeds)" % n if n > 1 else ""), "-" * (62 if several else 52))
     from .running import snake_case                      # the results' keys ("val seen nll" -> "val_seen_nll")
     for name, tokens in dataset.groups.items():
         nll, acc = final[snake_case(name + " nll")], final[snake_case(name + " acc")]
-        say(out, f"{name:<22} {len(tokens):>9} {nll:>9.3f} {100 * acc:>8.1f}%")
+        first = f" {final[snake_case(name + ' first nll')]:>9.3f}" if several else ""
+        say(out, f"{name:<22} {len(tokens):>9} {nll:>9.3f} {100 * acc:>8.1f}%{first}")
     log_v, log_a = final["log_vocab"], final["log_alphabet"]
     say(out, f"{'uniform guess, log|V|':<22} {'':>9} {log_v:>9.3f}",
-        f"{'uniform in alphabet':<22} {'':>9} {log_a:>9.3f}   (log of the {math.exp(log_a):.0f} tokens an answer "
-        "is drawn from)")
+        f"{'uniform in alphabet':<22} {'':>9} {log_a:>9.3f}   ("
+        + dataset.info.get("alphabet_note", f"log of the {math.exp(log_a):.0f} tokens an answer is drawn from") + ")")
+    if several:
+        say(out, f"NLL: the mean over the {dataset.entity_len} answer tokens; 1st token: the first answer token's "
+                 "alone, the number the paper's code plots for entities of several tokens")
     ranks = [r["final"]["val_rank"] for r in result["runs"]]
-    size = round(math.exp(log_a))
+    size = len(dataset.info["alphabets"][0])
     say(out, f"rank of the right answer within its alphabet of {size} ({dataset.val_group}): "
              f"{spread(ranks, '.1f')}, chance {(size + 1) / 2:.1f}; ranked first "
              f"{spread([100 * r['final']['val_top1'] for r in result['runs']], '.0f', '%')}")

@@ -140,7 +140,8 @@ def _train_seed(job, report, folder):
         if first:
             report(("say", [dataset.summary(), f"model: {model.describe()}",
                             f"optimizer: {optimizer.describe()}; batch {'all' if cfg.full_batch else cfg.batch_size}, "
-                            f"{cfg.epochs} epochs; loss on the answer tokens only"]))
+                            f"{cfg.epochs} epochs; loss on "
+                            + ("every next token" if cfg.loss_whole_sequence else "the answer tokens only")]))
         if cfg.resume:
             report(("say", [resumed_note(cfg, trainer)]))
         trainer.trace = trace = make_trace(model, dataset, optimizer, cfg.trace, trace_out) \

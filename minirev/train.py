@@ -32,17 +32,19 @@ DIVERGED = 100        # a loss above DIVERGED x log|V| (a uniform guess) means t
 
 def evaluate(model, tokens):
     """(mean NLL of the answer tokens, accuracy of the argmax answer) on (N, T) tokens, no dropout."""
-    return evaluate_groups(model, {"": tokens})[""]
+    return evaluate_groups(model, {"": tokens})[""][:2]
 
 
 def evaluate_groups(model, groups):
-    """{name: (NLL, accuracy)} of each group of (N, T) tokens, as evaluate() gives them, in ONE forward.
+    """{name: (NLL, accuracy, the first answer token's NLL)} of each group of (N, T) tokens, in ONE forward.
 
-    The groups of a dataset share sentences (the training set holds most of the others), so the
-    distinct sentences of each length run through the model once, together: at minirev's sizes
-    a forward costs about the same for 60 sentences as for 600. An empty group has no NLL (nan).
+    The NLL and accuracy are evaluate()'s; the first answer token's NLL alone is what the paper's code
+    plots for answers of several tokens. The groups of a dataset share sentences (the training set holds
+    most of the others), so the distinct sentences of each length run through the model once, together:
+    at minirev's sizes a forward costs about the same for 60 sentences as for 600. An empty group has no
+    NLL (nan).
     """
-    results = {name: (float("nan"), float("nan")) for name, tokens in groups.items() if len(tokens) == 0}
+    results = {name: (float("nan"),) * 3 for name, tokens in groups.items() if len(tokens) == 0}
     lengths = {np.shape(tokens)[1] for tokens in groups.values() if len(tokens)}
     for T in sorted(lengths):
         named = {name: np.asarray(tokens) for name, tokens in groups.items() if len(tokens) and np.shape(tokens)[1] == T}
@@ -51,13 +53,14 @@ def evaluate_groups(model, groups):
         n, L, V = logits.shape
         targets = rows[:, -L:]                                                   # (n, L)
         _, (_, shifted, logz, _) = cross_entropy_forward(np, logits.reshape(n * L, V), targets.reshape(-1))
-        # the loss's own terms, logz - the right answer's logit, averaged over each sentence's L answer tokens
-        nll = (logz - shifted[np.arange(n * L), targets.reshape(-1)]).reshape(n, L).mean(1)    # (n,)
+        # the loss's own terms, logz - the right answer's logit, for each of a sentence's L answer tokens
+        token_nll = (logz - shifted[np.arange(n * L), targets.reshape(-1)]).reshape(n, L)   # (n, L)
+        nll, first = token_nll.mean(1), token_nll[:, 0]                         # (n,), (n,)
         correct = (logits.argmax(-1) == targets).all(axis=1)                    # (n,)
         start = 0
         for name, tokens in named.items():
             mine, start = where.ravel()[start:start + len(tokens)], start + len(tokens)   # the group's rows
-            results[name] = float(nll[mine].mean()), float(correct[mine].mean())
+            results[name] = float(nll[mine].mean()), float(correct[mine].mean()), float(first[mine].mean())
     return {name: results[name] for name in groups}
 
 
@@ -187,10 +190,15 @@ class Trainer:
     def evaluate(self):
         record = {"epoch": self.epoch, "step": self.step}
         scores = evaluate_groups(self.model, {None: self.dataset.train, **self.dataset.groups})   # None: training
-        record["train_nll"], record["train_acc"] = scores.pop(None)
-        for name, (nll, acc) in scores.items():
+        record["train_nll"], record["train_acc"], _ = scores.pop(None)
+        several = self.dataset.entity_len > 1            # answers of several tokens: their first one's NLL too
+        for name, (nll, acc, first) in scores.items():
             record[f"{name} nll"], record[f"{name} acc"] = nll, acc
+            if several:
+                record[f"{name} first nll"] = first
         record["val_nll"] = record[f"{self.dataset.val_group} nll"]
+        if several:
+            record["val_first_nll"] = record[f"{self.dataset.val_group} first nll"]
         if self.step:                                 # (at the start nothing has been trained to diverge)
             when = f"by epoch {self.epoch}"
             self.diverged("training NLL", record["train_nll"], when)

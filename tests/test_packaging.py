@@ -20,7 +20,7 @@ VERSION_FILE = "minirev/_version.py"
 VERSION_COPIES = {"CITATION.cff"}
 # the fixed design: these three and nothing else at run time (the floors are someone else's to test)
 RUNTIME = {"numpy", "autograd", "matplotlib"}
-EXTRAS = {"test", "lessons", "cluster", "gpu"}
+EXTRAS = {"test", "lessons", "cluster", "gpu", "hf"}
 # CuPy's wheels are built per CUDA major version; a bare "cupy" is a source build that needs a CUDA toolkit
 CUPY_WHEEL = re.compile(r"cupy-cuda1[1-3]x")
 # what [project] in pyproject.toml says, by the name setup() would take it under

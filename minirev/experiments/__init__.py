@@ -8,4 +8,4 @@ and how the verdict says so, what else it measures and its figures
 here (docs/extending.md).
 """
 from .base import Experiment  # noqa: F401
-from . import reversal, chain, incontext, embeddings  # noqa: F401  (each registers itself)
+from . import reversal, chain, incontext, embeddings, chain_related  # noqa: F401  (each registers itself)

@@ -21,6 +21,7 @@ temporaries), never anything else in the folder. Everything read back is
 checked (types, ranges, shapes, sizes) before it is used: a damaged or edited
 checkpoint is refused with one line.
 """
+import dataclasses
 import hashlib
 import json
 import os
@@ -289,6 +290,9 @@ def load_run(folder, trainer, config):
         stored_config["optimizer"] = stored_config.get("optimizer") or type(trainer.model).default_optimizer
         if stored_config["optimizer"] == "sgd":
             stored_config["weight_decay"] = 0.0      # SGD then ignored --weight-decay (its default was AdamW's 0.01)
+    for f in dataclasses.fields(config):     # fields added later: a checkpoint without one ran with its default
+        if f.metadata.get("added"):
+            stored_config.setdefault(f.name, f.default)
     for key, value in config.identity().items():
         if key not in stored_config:
             raise UsageError(f"{path}: config.{key} is missing: the file is damaged or was edited")
