@@ -28,7 +28,8 @@ from .machinery.parallel import run_all
 from .measures import alphabet_rank
 from .one_layer import OneLayer
 from .running import make_dataset, make_model, make_optimizer
-from .report import TaskProgress, say, verdict
+from .progress import TaskProgress
+from .report import say, verdict
 from .train import Trainer
 
 @dataclass(frozen=True)

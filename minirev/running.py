@@ -27,7 +27,8 @@ from .machinery import BLAS_VARS
 from .machinery.parallel import Lost, blas_threads, check_jobs, cores, lost_line, run_all
 from .measures import alphabet_rank, held_out_pairs
 from .model import Model
-from .report import progress, say
+from .progress import progress
+from .report import say
 from .trace import Trace
 from .train import Interrupts, Trainer
 

@@ -23,7 +23,8 @@ from .experiments import Experiment
 from .model import Model
 from .experiments.embeddings import orthogonality_verdict
 from .measures import embedding_similarity
-from .report import duration, rank_note, spread, verdict
+from .progress import duration
+from .report import rank_note, spread, verdict
 from .running import make_dataset, make_model, make_optimizer, run_experiment
 
 

@@ -11,11 +11,12 @@ import types
 
 import pytest
 
-from minirev import demo, report
+from minirev import demo, progress
 from minirev.config import RunConfig
 from minirev.cures import ROWS, print_table
 from minirev.experiments.embeddings import orthogonality_verdict
-from minirev.report import Progress, TaskProgress, bilinear_verdict
+from minirev.progress import Progress, TaskProgress
+from minirev.report import bilinear_verdict
 from minirev.running import run_experiment
 
 pytestmark = pytest.mark.cli
@@ -37,7 +38,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch):
     fake = Clock()
-    monkeypatch.setattr(report.time, "perf_counter", fake)
+    monkeypatch.setattr(progress.time, "perf_counter", fake)
     return fake
 
 

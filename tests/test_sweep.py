@@ -57,7 +57,7 @@ def test_two_processes_give_the_serial_numbers(serial):
 
 def test_a_dask_local_cluster_gives_the_serial_numbers(serial):
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp", dashboard_address=None,
                                   silence_logs=50) as cluster:
         on_dask = run_sweep(seeds=2, quick=True, cells=TWO, scheduler=cluster.scheduler_address, out=None)
     assert numbers(on_dask) == numbers(serial), "the sweep on a Dask cluster must give the serial numbers exactly"
