@@ -9,7 +9,7 @@
 # four groups it is evaluated on, and why log|V| is the line to compare with.
 #
 # **Time:** about 20 minutes of reading. The code, measured on 2 cores:
-# 4.5 s full, 1.5 s fast (`MINIREV_FAST=1`: fewer epochs).
+# 10 s full, 3 s fast (`MINIREV_FAST=1`: fewer epochs).
 #
 # Paper: Zhu et al., *Towards a Theoretical Understanding of the "Reversal
 # Curse" via Training Dynamics*, NeurIPS 2024, arXiv 2405.04669: §1 (the

@@ -10,7 +10,7 @@
 # that is transposed, doubled, of the wrong sign, or off by a factor.
 #
 # **Time:** about 30 minutes of reading. The code, measured on 2 cores:
-# 1 s full, 1 s fast (the sizes are the same in both modes).
+# 2 s full, 2 s fast (the sizes are the same in both modes).
 #
 # Paper: arXiv 2405.04669, §3 (the bilinear model and its gradient);
 # `docs/paper.md`, §2 "Model 1", says the same in plain words.

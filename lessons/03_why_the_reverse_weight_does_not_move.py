@@ -15,7 +15,7 @@
 #   smallest eps that holds at every step, and see what its sign means.
 #
 # **Time:** about 30 minutes of reading. The code, measured on 2 cores:
-# 8 s full, 2 s fast (`MINIREV_FAST=1`: a tenth of the steps).
+# 16 s full, 5 s fast (`MINIREV_FAST=1`: a tenth of the steps).
 #
 # Paper: arXiv 2405.04669, §3 (the bilinear model, its theorem on
 # `L_rev / L_rev(0)` and the one-hot limit); `docs/paper.md`, §2.

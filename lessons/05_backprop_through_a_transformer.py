@@ -12,7 +12,7 @@
 # At the end the whole GPT is checked with `minirev.check_model`.
 #
 # **Time:** about 60 minutes of reading. The code, measured on 2 cores:
-# 1 s full, 1 s fast (the sizes are tiny in both modes: a
+# 2 s full, 2.5 s fast (the sizes are tiny in both modes: a
 # gradient check needs no big network).
 #
 # Paper: arXiv 2405.04669, §5 trains a GPT-2 (`docs/paper.md`, §4, lists its

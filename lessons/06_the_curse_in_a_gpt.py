@@ -11,7 +11,7 @@
 # averaged along the update, update>`.
 #
 # **Time:** about 45 minutes of reading. The code, measured on 2 cores:
-# 13 s full, 4.6 s fast (`MINIREV_FAST=1`: a smaller vocabulary
+# 22 s full, 9 s fast (`MINIREV_FAST=1`: a smaller vocabulary
 # and fewer epochs).
 #
 # Paper: arXiv 2405.04669, §5 (the reversal experiment on a GPT, its logit

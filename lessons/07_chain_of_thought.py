@@ -11,7 +11,7 @@
 # gets them right. You will decode the two steps yourself.
 #
 # **Time:** about 30 minutes of reading. The code, measured on 2 cores:
-# 7 s full, 3.5 s fast (`MINIREV_FAST=1`: a smaller vocabulary).
+# 10 s full, 6.5 s fast (`MINIREV_FAST=1`: a smaller vocabulary).
 #
 # Paper: arXiv 2405.04669, §4.2 (chain of thought, in the one-layer model)
 # and §5 (the chain experiment on a GPT); `docs/paper.md`, §3 and §5, for the

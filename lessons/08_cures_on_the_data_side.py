@@ -16,7 +16,7 @@
 # Lesson 9 changes the *model* instead.
 #
 # **Time:** about 30 minutes of reading. The code, measured on 2 cores:
-# 18 s full, 4 s fast (`MINIREV_FAST=1`: smaller models,
+# 29 s full, 7.5 s fast (`MINIREV_FAST=1`: smaller models,
 # fewer epochs, part (c) skipped).
 #
 # Paper: arXiv 2405.04669, §5 and its appendix (the in-context experiment;

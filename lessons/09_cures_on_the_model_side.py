@@ -14,7 +14,7 @@
 # * **(c) size**: twice the depth, twice the width.
 #
 # **Time:** about 40 minutes of reading. The code, measured on 2 cores:
-# 33 s full, 5 s fast (`MINIREV_FAST=1`: one seed, a smaller
+# 55 s full, 9.5 s fast (`MINIREV_FAST=1`: one seed, a smaller
 # vocabulary, part (c) skipped).
 #
 # Paper: arXiv 2405.04669, §3 (why an unconstrained Theta gives the curse),
