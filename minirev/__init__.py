@@ -15,9 +15,18 @@ import sys
 
 from .machinery import BLAS_VARS  # noqa: E402  (no NumPy there: it must come first)
 
-if sys.argv[:1] == ["-m"]:
-    # `python -m minirev.demo` is loading us (Python sets argv[0] to "-m" until the module is found): Ctrl-C,
-    # SIGTERM or SIGHUP now ends it in one line, not a traceback; the command line's main() takes over.
+
+def _started_as_command():
+    """Whether `python -m minirev...` is loading us: Python sets argv[0] to "-m" until the module is found,
+    and sys.orig_argv (3.10+) names the module. Any other program that imports us keeps its own signals."""
+    argv = [a for a in getattr(sys, "orig_argv", []) if a.startswith("-m")][:1]
+    module = sys.orig_argv[sys.orig_argv.index(argv[0]) + 1] if argv == ["-m"] else argv[0][2:] if argv else ""
+    return sys.argv[:1] == ["-m"] and module.split(".")[0] == "minirev"
+
+
+if _started_as_command():
+    # Ctrl-C, SIGTERM or SIGHUP while the package loads ends the command in one line, not a traceback;
+    # the command line's main() takes over once it runs.
     import signal
 
     def _loading(signum, frame):

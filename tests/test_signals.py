@@ -357,3 +357,17 @@ def test_bilinear_steps_are_capped_like_epochs(capsys):
         demo.main(["bilinear", "--steps", "99999999999999999999"])
     code, err = exited.value.code, capsys.readouterr().err
     assert code == 2 and "--steps: must be at most 1000000" in err, f"want one line, exit 2; got {code}: {err}"
+
+
+@pytest.mark.parametrize("argv, orig_argv, ours", [
+    (["-m"], ["python", "-m", "minirev.demo", "reversal"], True),
+    (["-m"], ["python", "-mminirev", "reversal"], True),
+    (["-m"], ["python", "-m", "mytool"], False),                 # another program that imports minirev
+    (["/usr/bin/mytool"], ["python", "/usr/bin/mytool"], False),
+])
+def test_only_python_m_minirev_takes_the_signals_while_loading(monkeypatch, argv, orig_argv, ours):
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(sys, "orig_argv", orig_argv, raising=False)
+    assert minirev._started_as_command() is ours, (
+        f"argv {argv}, orig_argv {orig_argv}: minirev should {'' if ours else 'not '}install its loading-time "
+        "signal handlers (a library leaves another program's signals alone)")
