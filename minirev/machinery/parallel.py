@@ -221,14 +221,14 @@ def probe(address, timeout=TIMEOUT):
                        f"{fix}")
 
 
-def dask_client(scheduler, timeout=TIMEOUT):
-    """A Dask client of a scheduler that answers and has at least one worker, each wait bounded by `timeout`."""
+def dask_client(scheduler, timeout=TIMEOUT, connect=TIMEOUT):
+    """A Dask client of a scheduler that answers within `connect` seconds and has a worker within `timeout`."""
     if importlib.util.find_spec("distributed") is None:          # looked up, not imported
         raise UsageError(f"--scheduler needs Dask distributed, which is not installed: {INSTALL_DASK}")
-    probe(scheduler, timeout)
+    probe(scheduler, connect)
     from distributed import Client
     try:
-        client = Client(scheduler, timeout=timeout)
+        client = Client(scheduler, timeout=connect)
     except (OSError, TimeoutError) as e:
         raise RunError(f"--scheduler {scheduler}: the Dask scheduler did not answer ({type(e).__name__}); start "
                        "one with 'dask scheduler' and give its address, e.g. tcp://HOST:8786") from None
@@ -275,9 +275,9 @@ def drain(queue, on_message):
 
 
 def run_dask(fn, items, scheduler, on_message, timeout):
-    """The Dask engine: results by index; when the scheduler or every worker is gone for `timeout` seconds,
-    the unfinished items are Lost. A stop signal leaves the unfinished items out."""
-    client = dask_client(scheduler, timeout)
+    """The Dask engine: results by index; when the scheduler or every worker is gone for `timeout` seconds
+    (or no worker comes within them), the unfinished items are Lost. A stop signal leaves them out."""
+    client = dask_client(scheduler, timeout)              # (connecting: the default TIMEOUT, however short `timeout`)
     from distributed import Queue
     queue, executor = Queue(client=client), client.get_executor()
     report, results = DaskReport(queue.name), {}
