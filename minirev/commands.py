@@ -7,6 +7,7 @@ import math
 import os
 import signal
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -192,17 +193,20 @@ def theory(quick, full, out, json_path):
     out_dir, json_path = check_out_dir(out), check_json_path(json_path)
     check_figures(out_dir, "theory", json_path)
     settings = QUICK if quick else FULL if full else DEFAULT
-    print(f"bilinear: n = {', '.join(map(str, settings['pairs']))} pairs x d = "
-          f"{', '.join(str(d) for d in settings['dims'] if d)}, one-hot x {len(settings['seeds'])} embedding seeds, "
-          f"{settings['bilinear_steps']} full-batch steps; one-layer: {len(settings['one_layer_seeds'])} seeds x "
-          f"{settings['one_layer_steps']} full-batch steps" + (" (--quick)" if quick else ""))
+    for line in (f"bilinear: n = {', '.join(map(str, settings['pairs']))} pairs x d = "
+                 f"{', '.join(str(d) for d in settings['dims'] if d)}, one-hot x {len(settings['seeds'])} embedding "
+                 f"seeds, {settings['bilinear_steps']} full-batch steps",
+                 f"one-layer: {len(settings['one_layer_seeds'])} seeds x {settings['one_layer_steps']} full-batch "
+                 "steps" + (" (--quick)" if quick else "")):
+        print(textwrap.fill(line, 79, subsequent_indent="  "))          # (an 80-column terminal)
     start = time.perf_counter()
     result = run_theory(settings)
     seconds = time.perf_counter() - start
     rows = claims(result)
-    for line in ["", *eps_grid_lines(result["bilinear"]), "", *table_lines(rows), "",
-                 *summary_lines(result)]:
+    for line in ["", *eps_grid_lines(result["bilinear"]), "", *table_lines(rows), ""]:
         print(line)
+    for line in summary_lines(result):                  # prose: wrapped for an 80-column terminal
+        print(textwrap.fill(line, 79, subsequent_indent="  "))
     print(f"\n{sum(r['passed'] for r in rows)} of {len(rows)} claims hold, in {seconds:.0f} s")
     with staged_writes():                   # the figures and the JSON, all or none
         print("figures: " + ", ".join(theory_figures(result, out_dir)))

@@ -12,6 +12,7 @@ and the uniform guess within the answer's alphabet, and the rank within the alph
 """
 import math
 import os
+import textwrap
 import time
 from dataclasses import dataclass, field
 
@@ -137,8 +138,8 @@ def run_sweep(seeds=5, seed=1234, jobs=1, scheduler=None, backend="numpy", quick
     guesses = {k: estimate(cfg, per_unit, jobs) for k, cfg in configs.items()}
     where = "on the Dask cluster's workers, estimated from this machine" if scheduler else "on this machine"
     say = out or (lambda *a: None)
-    say(f"{len(configs)} runs x {seeds} seeds; estimated training time {where} ({backend}, {jobs} process(es)): "
-        f"about {duration(sum(guesses.values()))} in all")
+    say(textwrap.fill(f"{len(configs)} runs x {seeds} seeds; estimated training time {where} ({backend}, "
+                      f"{jobs} process(es)): about {duration(sum(guesses.values()))} in all", 79))
     for key, s in guesses.items():
         if s > HOURS:
             say(f"  {key}: about {duration(s)} on this CPU: run it with --backend cupy on a GPU, "
@@ -149,8 +150,8 @@ def run_sweep(seeds=5, seed=1234, jobs=1, scheduler=None, backend="numpy", quick
         result, trained = run_experiment(cfg, out=None)
         runs[key] = summary(result, trained, time.perf_counter() - t0, guesses[key])
         r = runs[key]
-        say(f"{key:<28} {cfg.epochs:>4} epochs  train {spread(r['train_nll'])}  unseen {spread(r['val_nll'])}  "
-            f"({duration(r['seconds'])}; estimated {duration(r['estimated_seconds'])})")
+        say(f"{key}: {cfg.epochs} epochs in {duration(r['seconds'])} (estimated {duration(r['estimated_seconds'])})")
+        say(f"  train {spread(r['train_nll'])}  unseen {spread(r['val_nll'])}")
     rows = [dict(axis=c.axis, label=c.label, key=c.key, **runs[c.key]) for c in chosen]
     return dict(experiment="sweep", quick=quick, seeds=seeds, seed=seed, base=base.to_dict(), cells=rows,
                 seconds=time.perf_counter() - start)
@@ -184,30 +185,39 @@ def embedding_cosines(run):
 
 def print_sweep(result, out=print):
     """One line per cell: its epochs, training and unseen NLL, rank, and whether the curse holds for every seed."""
-    out(f"\n{'axis':<15} {'cell':<9} {'epochs':>6} {'train NLL (max)':>15} {'unseen NLL (min)':>16} "
-        f"{'log|V|':>7} {'log a':>6} {'rank (chance)':>14}  verdict")
+    out(f"\n{'axis':<14} {'cell':<8} {'epochs':>6} {'train':>5} {'unseen':>6} {'log|V| / a':>10} {'rank':>5} "
+        f"{'chance':>6}  verdict")
+    out(f"{'':<14} {'':<8} {'':>6} {'max':>5} {'min':>6} {'':>10} {'mean':>5}")
     for c in result["cells"]:
-        state = ("not trained" if not c["trained"] else "curse" if c["cursed"] else "no curse")
-        out(f"{c['axis']:<15} {c['label']:<9} {c['epochs']:>6} {max(c['train_nll']):>15.3f} "
-            f"{min(c['val_nll']):>16.2f} {c['log_vocab']:>7.2f} {c['log_alphabet']:>6.2f} "
-            f"{np.mean(c['val_rank']):>6.1f} ({(c['alphabet'] + 1) / 2:>5.1f})  {state}")
-    out("\n(the curse: the unseen NLL above the uniform guess within the alphabet, log a, for every seed; "
-        "not trained: some seed's training NLL above 0.5)")
-    out("\nembeddings, mean |cosine| between different entity tokens (0: orthogonal), per distinct run:")
+        state = ("untrained" if not c["trained"] else "curse" if c["cursed"] else "no curse")
+        out(f"{c['axis']:<14} {c['label']:<8} {c['epochs']:>6} {max(c['train_nll']):>5.3f} "
+            f"{min(c['val_nll']):>6.2f} {c['log_vocab']:>5.2f}/{c['log_alphabet']:<4.2f} "
+            f"{np.mean(c['val_rank']):>5.1f} {(c['alphabet'] + 1) / 2:>6.1f}  {state}")
+    out("")
+    for line in textwrap.wrap("(NLL: the training NLL of the worst seed, the unseen NLL of the best; log|V| / a: "
+                              "the uniform guesses over the vocabulary and within the answer's alphabet; rank: the "
+                              "right answer's within its alphabet, chance its mean at random. The curse: the unseen "
+                              "NLL above log a for every seed; untrained: some seed's training NLL above 0.5)", 79):
+        out(line)                                        # (an 80-column terminal)
+    out("\nembeddings, mean |cosine| between different entity tokens (0: orthogonal),")
+    out("per distinct run:")
     seen = set()
     for c in result["cells"]:
         if c["key"] not in seen:
             seen.add(c["key"])
             cos = c["cosine"]
-            out(f"  {c['key']:<28} width {c['config']['width']:>4}: "
-                + orthogonality_verdict(cos["learned"], cos["initial"], cos["random"]))
+            out(f"  {c['key']} (width {c['config']['width']}):")
+            for line in textwrap.wrap(orthogonality_verdict(cos["learned"], cos["initial"], cos["random"]), 75):
+                out("    " + line)
     untrained = sorted({c["key"] for c in result["cells"] if not c["trained"]})
     if untrained:
-        out(f"not trained in their epochs (train longer, or the cell's epochs in minirev/sweep.py): "
-            f"{', '.join(untrained)}")
+        for line in textwrap.wrap("not trained in their epochs (train longer, or the cell's epochs in "
+                                  f"minirev/sweep.py): {', '.join(untrained)}", 79):
+            out(line)
     for c in result["cells"]:
         if c["trained"] and not c["cursed"]:
-            out(f"  {c['axis']} {c['label']}: {c['verdict']}")
+            for line in textwrap.wrap(f"{c['axis']} {c['label']}: {c['verdict']}", 77):
+                out("  " + line)
 
 
 def plot_sweep(result, path):
