@@ -43,12 +43,7 @@ import importlib.util
 import os
 import sys
 
-# The lessons multiply small matrices: one BLAS thread is faster than many, and far
-# faster on a busy machine. (Only takes effect if numpy is not imported yet.)
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-import numpy as np  # noqa: E402
+import numpy as np   # (after minirev/__init__.py, which asks for one BLAS thread: the lessons' matrices are small)
 
 
 def _flag(name):
