@@ -28,7 +28,6 @@ from .plots import plot_bilinear, plot_cures
 from .report import bilinear_verdict, print_bilinear_table, print_report
 from .running import environment, make_dataset, make_model, make_optimizer, run_experiment
 from .theory import DEFAULT, FULL, QUICK, claims, eps_grid_lines, run_theory, summary_lines, table_lines
-from .theory_plots import theory_figures
 from .train import Interrupts
 
 
@@ -144,16 +143,22 @@ def sweep(cells, seeds, seed, quick, jobs, scheduler, backend, out, json_path):
         get_xp(backend)
     out_dir, json_path = check_out_dir(out), check_json_path(json_path)
     result = run_sweep(seeds, seed, jobs, scheduler, backend, quick, cells)
+    stopped = result["stopped_by"]
+    if stopped and not result["cells"]:
+        print(f"minirev: interrupted by {stopped} before any cell finished", file=sys.stderr)
+        return 128 + signal.Signals[stopped]
     print_sweep(result)
     print(f"\n{len(result['cells'])} cells x {seeds} seeds in {result['seconds']:.0f} s on {jobs} process(es)"
           + (f" on the cluster at {scheduler}" if scheduler else ""))
-    with staged_writes():
+    if stopped:
+        print(f"interrupted by {stopped}: the table, figure and JSON hold the cells finished before it")
+    with Interrupts(), staged_writes():         # the results so far, written whole
         print("figure: " + plot_sweep(result, os.path.join(out_dir, "sweep.png")))
         if json_path:
             result["run"] = dict(jobs=jobs, scheduler=scheduler, environment=environment())
             write_json(json_path, result)
             print(f"results: {json_path}")
-    return 0
+    return 128 + signal.Signals[stopped] if stopped else 0
 
 
 def gradcheck(kinds, seed, tol):
@@ -209,6 +214,7 @@ def theory(quick, full, out, json_path):
         print(textwrap.fill(line, 79, subsequent_indent="  "))
     print(f"\n{sum(r['passed'] for r in rows)} of {len(rows)} claims hold, in {seconds:.0f} s")
     with staged_writes():                   # the figures and the JSON, all or none
+        from .theory_plots import theory_figures          # matplotlib only when drawing
         print("figures: " + ", ".join(theory_figures(result, out_dir)))
         if json_path:
             write_json(json_path, dict(experiment="theory", claims=rows, **result,

@@ -12,6 +12,7 @@ and the uniform guess within the answer's alphabet, and the rank within the alph
 """
 import math
 import os
+import signal
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from .measures import embedding_similarity
 from .progress import duration
 from .report import rank_note, spread, verdict
 from .running import make_dataset, make_model, make_optimizer, run_experiment
+from .train import Interrupts
 
 
 @dataclass(frozen=True)
@@ -144,17 +146,28 @@ def run_sweep(seeds=5, seed=1234, jobs=1, scheduler=None, backend="numpy", quick
         if s > HOURS:
             say(f"  {key}: about {duration(s)} on this CPU: run it with --backend cupy on a GPU, "
                 "or on a cluster with --scheduler")
-    runs, start = {}, time.perf_counter()
-    for key, cfg in configs.items():
-        t0 = time.perf_counter()
-        result, trained = run_experiment(cfg, out=None)
-        runs[key] = summary(result, trained, time.perf_counter() - t0, guesses[key])
-        r = runs[key]
-        say(f"{key}: {cfg.epochs} epochs in {duration(r['seconds'])} (estimated {duration(r['estimated_seconds'])})")
-        say(f"  train {spread(r['train_nll'])}  unseen {spread(r['val_nll'])}")
-    rows = [dict(axis=c.axis, label=c.label, key=c.key, **runs[c.key]) for c in chosen]
+    runs, start, stopped = {}, time.perf_counter(), None
+    # Ctrl-C, SIGTERM or SIGHUP stops the cell under way (its seeds between two steps) and the sweep with it:
+    # the cells finished are kept, the one cut short is left out (its numbers are not those of its epochs)
+    with Interrupts() as stop:
+        for key, cfg in configs.items():
+            if stop.requested:
+                stopped = signal.Signals(stop.requested).name
+                break
+            t0 = time.perf_counter()
+            result, trained = run_experiment(cfg, out=None)
+            if result["interrupted"]:
+                stopped = result["run"]["stopped_by"] or "SIGINT"
+                say(f"{key}: stopped by {stopped}, left out")
+                break
+            runs[key] = r = summary(result, trained, time.perf_counter() - t0, guesses[key])
+            say(f"{key}: {cfg.epochs} epochs in {duration(r['seconds'])} (estimated {duration(r['estimated_seconds'])})")
+            say(f"  train {spread(r['train_nll'])}  unseen {spread(r['val_nll'])}")
+        if stop.requested and not stopped:        # during the last cell's summary: every cell is whole
+            stopped = signal.Signals(stop.requested).name
+    rows = [dict(axis=c.axis, label=c.label, key=c.key, **runs[c.key]) for c in chosen if c.key in runs]
     return dict(experiment="sweep", quick=quick, seeds=seeds, seed=seed, base=base.to_dict(), cells=rows,
-                seconds=time.perf_counter() - start)
+                seconds=time.perf_counter() - start, stopped_by=stopped)
 
 
 def summary(result, trained, seconds, estimated):

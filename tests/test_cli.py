@@ -187,6 +187,17 @@ def test_a_real_process_prints_no_traceback(workdir):
     assert "Traceback" not in proc.stderr, f"a real process must print no traceback, got:\n{proc.stderr}"
 
 
+def test_matplotlib_is_imported_only_to_draw():
+    """Importing the package or the command line, or asking for --help, loads no matplotlib (about a second of a
+    short run's start): each figure function imports it when it draws."""
+    code = ("import sys, minirev, minirev.demo, contextlib, io\n"
+            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+            "    minirev.demo.main(['reversal', '--help'])\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib')[:3])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, check=True)
+    assert proc.stdout.strip() == "[]", f"matplotlib was imported before any figure: {proc.stdout.strip()}"
+
+
 def run_json(workdir, name, *extra, in_process=False):
     """The bytes of the JSON a process writes (in_process: this one), up to its closing "run" block."""
     args = ["reversal", *TINY, "--dropout", "0.1", "--json", name, "--out", name + "-figures", *extra]

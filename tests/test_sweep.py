@@ -3,12 +3,15 @@
 Run only these with: pytest tests/test_sweep.py
 """
 import json
+import os
+import signal
 
 import pytest
 
 import minirev.demo
 from minirev.errors import UsageError
 from minirev.sweep import AXES, CELLS, QUICK, run_sweep
+from minirev.train import Trainer
 
 pytestmark = pytest.mark.experiments
 
@@ -79,3 +82,29 @@ def test_the_command_line_prints_the_table_and_writes_the_figure_and_json(tmp_pa
     assert (tmp_path / "sweep.png").exists(), "the figure sweep.png was not written"
     cells = json.loads(path.read_text())["cells"]
     assert {c["key"] for c in cells} == {"base"}, f"the JSON should hold the one cell run, got {cells}"
+
+
+def test_a_stop_ends_the_sweep_and_keeps_the_cells_finished(tmp_path, monkeypatch, capsys):
+    """SIGTERM in the second cell's training: that cell is left out, no later cell starts, the first is written,
+    and the exit status is 143 (a sweep that went on to the next cell after each stop could not be stopped)."""
+    real, started = Trainer.train_step, []
+
+    def train_step(self, batch):
+        loss = real(self, batch)
+        if self.step == 1:
+            started.append(self)
+            if len(started) == 2:                        # the second cell's first step
+                os.kill(os.getpid(), signal.SIGTERM)
+        return loss
+    monkeypatch.setattr(Trainer, "train_step", train_step)
+    path = tmp_path / "sweep.json"
+    status = minirev.demo.main(["sweep", "--quick", "--seeds", "1", "--cells", "base,pos=rotary,pos=none",
+                                "--jobs", "1", "--out", str(tmp_path), "--json", str(path)])
+    printed = capsys.readouterr().out
+    assert status == 143, f"a sweep stopped by SIGTERM exits 143, got {status}; printed:\n{printed}"
+    assert len(started) == 2, f"no cell may start after the stop: {len(started)} cells trained"
+    result = json.loads(path.read_text())
+    assert {c["key"] for c in result["cells"]} == {"base"} and result["stopped_by"] == "SIGTERM", (
+        f"the JSON holds the one cell finished and says why it ended: {[c['key'] for c in result['cells']]}, "
+        f"stopped_by {result['stopped_by']!r}")
+    assert "interrupted by SIGTERM" in printed and (tmp_path / "sweep.png").exists(), printed
