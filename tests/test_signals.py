@@ -69,7 +69,25 @@ def test_sigterm_stops_between_steps_and_keeps_everything(workdir, monkeypatch, 
     assert len(os.listdir(workdir / "figs")) == 3, f"the 3 figures are drawn, found {os.listdir(workdir / 'figs')}"
 
 
-def test_sighup_stops_a_run_from_python_as_ctrl_c_does(monkeypatch):
+@pytest.fixture
+def sighup(request):
+    """SIGHUP's disposition set for the test (a terminal's process has the default; nohup's, SIG_IGN), then put back."""
+    previous = signal.signal(signal.SIGHUP, request.param)
+    yield request.param
+    signal.signal(signal.SIGHUP, previous)
+
+
+@pytest.mark.parametrize("sighup", [signal.SIG_IGN], indirect=True, ids=["under nohup"])
+def test_a_signal_the_process_was_started_ignoring_stays_ignored(sighup, monkeypatch):
+    signal_at_step(monkeypatch, signal.SIGHUP, 2)
+    result, runs = run_experiment(RunConfig(layers=1, width=16, heads=2, vocab=40, batch_size=4, epochs=1), out=None)
+    assert not result["interrupted"] and runs[0]["trainer"].step > 2, (
+        "a run started under nohup (SIGHUP ignored) should go on through a SIGHUP: "
+        f"interrupted={result['interrupted']} after {runs[0]['trainer'].step} steps")
+
+
+@pytest.mark.parametrize("sighup", [signal.SIG_DFL], indirect=True, ids=["from a terminal"])
+def test_sighup_stops_a_run_from_python_as_ctrl_c_does(sighup, monkeypatch):
     signal_at_step(monkeypatch, signal.SIGHUP, 2)
     result, runs = run_experiment(RunConfig(layers=1, width=16, heads=2, vocab=40, batch_size=4, epochs=1), out=None)
     assert result["interrupted"] and result["run"]["stopped_by"] == "SIGHUP", (
