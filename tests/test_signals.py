@@ -2,8 +2,9 @@
 
 SIGTERM and SIGHUP stop training as Ctrl-C does (exit 128 + the signal); a stop before training ends in
 one line; a closed stdout still saves; a killed worker loses only its seed; no process outlives its run;
-a bad or silent --scheduler is refused in one line. Loopback only, and every wait bounded by the test's own
-design (servers that close themselves, short timeouts), never by a clock.
+a bad or silent --scheduler is refused in one line. Loopback only. No test waits for a timeout to run out:
+a silent endpoint and a cluster without workers run out at once (stand-ins for the socket's read and Dask's
+wait), and a lost cluster is timed by a clock of the test's own (parallel.clock).
 
 Run only these with: pytest tests/test_signals.py
 """
@@ -309,11 +310,25 @@ def serve_once(greeting):
     return f"tcp://127.0.0.1:{server.getsockname()[1]}"
 
 
-def test_a_silent_or_foreign_endpoint_is_refused_in_one_line():
-    # the silent server never says anything, so its short timeout always runs out, however busy the machine;
-    # the others answer (or refuse) at once and get probe's default timeout, which they never wait for
-    with pytest.raises(RunError, match="no Dask scheduler answered within 0.3 s"):
-        probe(serve_once(b""), timeout=0.3)
+class SilentSocket:
+    """A connection to an endpoint that accepts and never speaks: its read runs out of time at once."""
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def recv(self, *args):
+        raise socket.timeout("timed out")
+
+
+def test_a_silent_or_foreign_endpoint_is_refused_in_one_line(monkeypatch):
+    # no clock in this test: the silent endpoint's read times out by itself (a stand-in socket), and the
+    # others answer (or refuse) at once
+    with monkeypatch.context() as m:
+        m.setattr(parallel.socket, "create_connection", lambda address, timeout: SilentSocket())
+        with pytest.raises(RunError, match=f"no Dask scheduler answered within {parallel.TIMEOUT} s"):
+            probe("tcp://127.0.0.1:8786")
     with pytest.raises(RunError, match="not a Dask scheduler .*HTTP/1.0"):
         probe(serve_once(b"HTTP/1.0 400 Bad Request\r\n\r\n"))
     closed = socket.create_server(("127.0.0.1", 0))
@@ -332,18 +347,24 @@ def test_an_http_server_as_scheduler_fails_in_one_line_from_the_command_line(wor
         f"an HTTP endpoint: one line, exit 1; got {code}:\n{err}")
 
 
-def test_a_cluster_without_workers_fails_in_a_bounded_time():
+def test_a_cluster_without_workers_fails_in_a_bounded_time(monkeypatch):
     distributed = pytest.importorskip("distributed")
+    waited = []
+
+    def wait_for_workers(self, n, timeout=None):      # Dask's own wait, run out at once: no clock in this test
+        waited.append(timeout)
+        raise TimeoutError(f"only 0 workers after {timeout} s")
+    monkeypatch.setattr(distributed.Client, "wait_for_workers", wait_for_workers)
     with distributed.LocalCluster(n_workers=0, processes=False, protocol="tcp", dashboard_address=None,
                                   silence_logs=50) as cluster:
-        # no worker ever comes, so the 0.5 s wait for one always runs out; connecting gets the default timeout
-        with pytest.raises(RunError, match="the cluster has no worker after 0.5 s"):
-            parallel.dask_client(cluster.scheduler_address, timeout=0.5)
+        with pytest.raises(RunError, match=f"the cluster has no worker after {parallel.TIMEOUT} s"):
+            parallel.dask_client(cluster.scheduler_address)
+    assert waited == [parallel.TIMEOUT], f"the wait for a worker is bounded by the timeout, got {waited}"
 
 
 @pytest.mark.slow                    # (a few seconds of CPU, but the cluster takes about 20 s to shut down)
 @pytest.mark.parametrize("lose", ["worker", "scheduler"])
-def test_a_worker_or_scheduler_lost_mid_run_ends_the_run_in_one_line(lose):
+def test_a_worker_or_scheduler_lost_mid_run_ends_the_run_in_one_line(lose, monkeypatch):
     """One worker, one task: the worker (or the scheduler) goes away while it runs. The run does not wait for
     it: the task comes back as a Lost saying why, once the cluster has been gone for the timeout. (A result
     still on a lost worker is lost with it: Dask keeps results where they were computed until fetched.)"""
@@ -352,8 +373,10 @@ def test_a_worker_or_scheduler_lost_mid_run_ends_the_run_in_one_line(lose):
                                   silence_logs=50) as cluster:
         def take_away(message):                   # the long task has started: now lose the worker or scheduler
             cluster.sync(cluster.workers[0].close if lose == "worker" else cluster.scheduler.close)
+        ticks = iter(range(0, 10 ** 6, 10))           # run_dask's clock: 10 s a look, so no wait is real
+        monkeypatch.setattr(parallel, "clock", lambda: next(ticks))
         found = run_all(nap_and_say, [5], scheduler=cluster.scheduler_address, on_message=take_away,
-                        partial=True, timeout=0.5)
+                        partial=True)
     assert len(found) == 1 and isinstance(found[0], Lost), f"the task should come back as a Lost, got {found}"
     assert "scheduler" in found[0].why and "\n" not in found[0].why, f"one line saying what went: {found[0].why!r}"
     assert lost_line(found, [5]) == f"item 0: {found[0].why}", f"one line naming the item: {lost_line(found, [5])!r}"

@@ -47,6 +47,7 @@ from . import BLAS_VARS
 
 INSTALL_DASK = 'pip install "minirev[cluster]" (from a checkout: pip install -e ".[cluster]")'
 TIMEOUT = 30          # seconds the cluster may stay silent, or without a worker, before the run gives up
+clock = time.monotonic    # how run_dask times an absence (a test advances its own clock instead of waiting)
 
 
 def cores():
@@ -299,8 +300,8 @@ def run_dask(fn, items, scheduler, on_message, timeout):
                     alone = client.status != "running" or not client.scheduler_info().get("workers")
                 except (OSError, TimeoutError):
                     alone = True
-                alone_since = (alone_since or time.monotonic()) if alone else None
-                if alone_since is not None and time.monotonic() - alone_since > timeout:
+                alone_since = (alone_since or clock()) if alone else None
+                if alone_since is not None and clock() - alone_since > timeout:
                     why = f"no Dask worker or scheduler for {timeout:g} s (lost mid-run)"
                     results.update({i: Lost(i, why) for i in futures.values()})
                     break
