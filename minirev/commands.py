@@ -151,7 +151,7 @@ def sweep(cells, seeds, seed, quick, jobs, scheduler, backend, out, json_path):
     print(f"\n{len(result['cells'])} cells x {seeds} seeds in {result['seconds']:.0f} s on {jobs} process(es)"
           + (f" on the cluster at {scheduler}" if scheduler else ""))
     if stopped:
-        print(f"interrupted by {stopped}: the table, figure and JSON hold the cells finished before it")
+        print(f"interrupted by {stopped}: the table, figure and JSON hold the finished cells")
     with Interrupts(), staged_writes():         # the results so far, written whole
         print("figure: " + plot_sweep(result, os.path.join(out_dir, "sweep.png")))
         if json_path:

@@ -325,17 +325,27 @@ def test_a_resume_refuses_an_encrypted_arrays_file(tmp_path, capsys):
 
 # ---- swaps during a run: detected and refused, never followed --------------------------------------
 
-def test_the_figures_folder_swapped_for_a_link_while_drawing_writes_nothing(tmp_path, monkeypatch, capsys):
+def figures_and_victim(tmp_path, monkeypatch):
+    """In tmp_path: figs/, where the run draws, and victim/, another folder holding a figure of its own."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "figs").mkdir()
     (tmp_path / "victim").mkdir()
     (tmp_path / "victim" / "bilinear.png").write_text("the victim's figure")
+
+
+def swap_figures_for_link(tmp_path):
+    """figs/ moved aside to figs.old/, and a link to victim/ put in its place."""
+    os.rename("figs", "figs.old")
+    os.symlink(tmp_path / "victim", "figs")
+
+
+def test_the_figures_folder_swapped_for_a_link_while_drawing_writes_nothing(tmp_path, monkeypatch, capsys):
+    figures_and_victim(tmp_path, monkeypatch)
     real = Figure.savefig
 
     def swap_then_draw(self, f, **kwargs):
         if not os.path.islink("figs"):
-            os.rename("figs", "figs.old")
-            os.symlink(tmp_path / "victim", "figs")
+            swap_figures_for_link(tmp_path)
         real(self, f, **kwargs)
     monkeypatch.setattr(Figure, "savefig", swap_then_draw)
     before = snapshot(tmp_path / "victim")
@@ -347,16 +357,12 @@ def test_the_figures_folder_swapped_for_a_link_while_drawing_writes_nothing(tmp_
 
 
 def test_the_figures_folder_swapped_for_a_link_while_training_is_refused(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "figs").mkdir()
-    (tmp_path / "victim").mkdir()
-    (tmp_path / "victim" / "bilinear.png").write_text("the victim's figure")
+    figures_and_victim(tmp_path, monkeypatch)
     real = commands.bilinear_sweep
 
     def train_then_swap(*args):
         found = real(*args)
-        os.rename("figs", "figs.old")
-        os.symlink(tmp_path / "victim", "figs")
+        swap_figures_for_link(tmp_path)
         return found
     monkeypatch.setattr(commands, "bilinear_sweep", train_then_swap)
     before = snapshot(tmp_path / "victim")
